@@ -1,0 +1,427 @@
+"""A CPU stand-in for Triton's vLLM backend (`backend: "vllm"`).
+
+It is installed as a Python-based backend, like the real one, and speaks the same tensor
+protocol with the same quirks, so the gateway cannot tell it apart on the wire:
+
+* inputs `text_input`, `stream`, `sampling_parameters` (a JSON string), `exclude_input_in_output`
+  and the `return_*` switches; outputs `text_output`, `finish_reason`, `num_input_tokens`,
+  `num_output_tokens`, `cumulative_logprob`, `logprobs`, each only when asked for;
+* streaming sends the text generated since the previous response, `finish_reason` is the
+  string "None" until the last response, `num_output_tokens` counts this response's tokens,
+  and the last data response carries the final flag (no empty final);
+* non-streaming prepends the prompt unless `exclude_input_in_output` is true; streaming with
+  `exclude_input_in_output` false is an error;
+* sampling parameters are coerced with int()/float()/bool()/str(); an unknown key or an invalid
+  value fails with vLLM's unhelpful "'NoneType' object has no attribute 'lora_name'";
+* the end-of-sequence token is counted in `num_output_tokens` but adds no text;
+* a cancelled request is aborted at the next step with the error "Request was cancelled".
+
+Instead of a neural network it "generates" a reply that repeats the last user turn:
+"You said: <text>", one BPE token per step, followed by the end-of-sequence token. With
+`temperature > 0` the opening words are drawn at random (reproducibly with `seed`).
+Knobs for tests live under the `stand_in` key of `model.json`:
+`token_delay_ms` (pause before each token) and `tokens_per_response` (streaming batch size).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import threading
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from tokenizers import Tokenizer
+
+_USER_MARK = "<|user|>\n"
+_END_MARK = "<|end|>"
+_OPENINGS = ("You said: ", "I heard: ", "Echo: ", "Repeating: ")
+
+# vLLM SamplingParams fields and the callable the vLLM backend coerces each with.
+_SCALAR_PARAMS: dict[str, type] = {
+    "n": int,
+    "best_of": int,
+    "presence_penalty": float,
+    "frequency_penalty": float,
+    "repetition_penalty": float,
+    "temperature": float,
+    "top_p": float,
+    "top_k": int,
+    "min_p": float,
+    "seed": int,
+    "ignore_eos": bool,
+    "max_tokens": int,
+    "min_tokens": int,
+    "logprobs": int,
+    "prompt_logprobs": int,
+    "detokenize": bool,
+    "skip_special_tokens": bool,
+    "spaces_between_special_tokens": bool,
+    "include_stop_str_in_output": bool,
+    "lora_name": str,
+}
+_OTHER_PARAMS = {
+    "stop",
+    "stop_token_ids",
+    "bad_words",
+    "logit_bias",
+    "allowed_token_ids",
+    "structured_outputs",
+    "guided_decoding",
+}
+
+
+class SamplingParams:
+    """What the stand-in honours of vLLM's SamplingParams, validated like vLLM does."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        for key in params:
+            if key not in _SCALAR_PARAMS and key not in _OTHER_PARAMS:
+                raise TypeError(f"unexpected keyword argument '{key}'")
+        coerced = {
+            key: (_SCALAR_PARAMS[key](value) if key in _SCALAR_PARAMS else value) for key, value in params.items()
+        }
+        self.n: int = coerced.get("n", 1)
+        self.temperature: float = coerced.get("temperature", 1.0)
+        self.top_p: float = coerced.get("top_p", 1.0)
+        self.seed: int | None = coerced.get("seed")
+        self.max_tokens: int = coerced.get("max_tokens", 16)
+        self.min_tokens: int = coerced.get("min_tokens", 0)
+        self.ignore_eos: bool = coerced.get("ignore_eos", False)
+        self.logprobs: int | None = coerced.get("logprobs")
+        self.presence_penalty: float = coerced.get("presence_penalty", 0.0)
+        self.frequency_penalty: float = coerced.get("frequency_penalty", 0.0)
+        self.include_stop_str_in_output: bool = coerced.get("include_stop_str_in_output", False)
+        self.lora_name: str | None = coerced.get("lora_name")
+        stop = coerced.get("stop", [])
+        self.stop: list[str] = [stop] if isinstance(stop, str) else list(stop)
+        self.stop_token_ids: list[int] = [int(t) for t in coerced.get("stop_token_ids", [])]
+        self._verify()
+
+    def _verify(self) -> None:
+        if self.n < 1:
+            raise ValueError("n must be at least 1")
+        if self.n != 1:
+            raise ValueError("the stand-in model generates one sequence per request")
+        if self.temperature < 0:
+            raise ValueError("temperature must be non-negative")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        if not 0 <= self.min_tokens <= self.max_tokens:
+            raise ValueError("min_tokens must be in [0, max_tokens]")
+        if not -2.0 <= self.presence_penalty <= 2.0:
+            raise ValueError("presence_penalty must be in [-2, 2]")
+        if not -2.0 <= self.frequency_penalty <= 2.0:
+            raise ValueError("frequency_penalty must be in [-2, 2]")
+        if self.logprobs is not None and self.logprobs < 0:
+            raise ValueError("logprobs must be non-negative")
+        if any(not isinstance(s, str) for s in self.stop):
+            raise ValueError("stop must be a string or a list of strings")
+
+
+def _parse_sampling_parameters(raw: str) -> SamplingParams | None:
+    """Mirror the vLLM backend: any failure yields None (and a confusing error later)."""
+    try:
+        return SamplingParams(json.loads(raw))
+    except Exception:  # noqa: BLE001 - the real backend swallows everything here too
+        return None
+
+
+class TritonPythonModel:
+    """The decoupled model: execute() hands each request to an asyncio loop thread."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        self.model_config = json.loads(args["model_config"])
+        assert pb_utils.using_decoupled_model_transaction_policy(self.model_config), (
+            "vLLM Triton backend must be configured to use decoupled model transaction policy"
+        )
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        with open(os.path.join(version_dir, "model.json")) as file:
+            engine_args = json.load(file)
+        tokenizer_dir = os.path.normpath(os.path.join(version_dir, engine_args["model"]))
+        self.tokenizer = Tokenizer.from_file(os.path.join(tokenizer_dir, "tokenizer.json"))
+        with open(os.path.join(tokenizer_dir, "tokenizer_config.json")) as file:
+            eos_token = json.load(file)["eos_token"]
+        self.eos_id = self.tokenizer.token_to_id(eos_token)
+        stand_in = engine_args.get("stand_in", {})
+        self.token_delay = float(stand_in.get("token_delay_ms", 0)) / 1000.0
+        self.tokens_per_response = int(stand_in.get("tokens_per_response", 1))
+
+        self.loras: list[str] | None = None
+        if str(engine_args.get("enable_lora", "false")).lower() == "true":
+            with open(os.path.join(version_dir, "multi_lora.json")) as file:
+                self.loras = list(json.load(file))
+
+        self.logger = pb_utils.Logger
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def execute(self, requests: list[Any]) -> None:
+        for request in requests:
+            asyncio.run_coroutine_threadsafe(self._serve(request), self.loop)
+
+    def finalize(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+    # -- one request -----------------------------------------------------------------
+
+    async def _serve(self, request: Any) -> None:
+        sender = request.get_response_sender()
+        try:
+            await self._generate(request, sender)
+        except Exception as exc:  # noqa: BLE001 - reported to the client like vLLM does
+            message = str(exc) if isinstance(exc, _LoraError) else f"Error generating stream: {exc}"
+            self.logger.log_error(f"[vllm] {message}")
+            sender.send(
+                pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor("text_output", np.array([b"N/A"], dtype=np.object_))],
+                    error=pb_utils.TritonError(message),
+                ),
+                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+            )
+
+    async def _generate(self, request: Any, sender: Any) -> None:
+        prompt = _input_bytes(request, "text_input").decode("utf-8")
+        stream = _input_bool(request, "stream", False)
+        exclude = _input_bool(request, "exclude_input_in_output", None)
+        prepend_input = (not exclude) if exclude is not None else (not stream)
+        if prepend_input and stream:
+            raise ValueError("When streaming, `exclude_input_in_output` = False is not allowed.")
+        raw_params = _input_bytes(request, "sampling_parameters")
+        params_json = raw_params.decode("utf-8") if raw_params is not None else request.parameters()
+        wanted = {
+            name: bool(_input_bool(request, name, False))
+            for name in (
+                "return_finish_reason",
+                "return_cumulative_logprob",
+                "return_logprobs",
+                "return_num_input_tokens",
+                "return_num_output_tokens",
+            )
+        }
+
+        lora_name = json.loads(params_json).get("lora_name")
+        if lora_name is not None:
+            if self.loras is None:
+                raise _LoraError("LoRA feature is not enabled.")
+            if lora_name not in self.loras:
+                raise _LoraError(f"LoRA {lora_name} is not supported, we currently support {self.loras}")
+
+        params = _parse_sampling_parameters(params_json)
+        _ = params.lora_name  # type: ignore[union-attr]  # the real backend fails here the same way
+
+        prompt_ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids
+        generation = _Generation(self, prompt_ids, _reply_for(prompt, params), params)
+
+        request_id = request.request_id()
+        sent_upto = 0  # characters of generation.text already sent (streaming)
+        pending_tokens = 0
+        first = True
+        while not generation.finished:
+            if self.token_delay:
+                await asyncio.sleep(self.token_delay)
+            else:
+                await asyncio.sleep(0)
+            if sender.is_cancelled():
+                self.logger.log_info(f"[vllm] Cancelling the request {request_id}")
+                if stream:
+                    sender.send(
+                        pb_utils.InferenceResponse(
+                            error=pb_utils.TritonError("Request was cancelled", pb_utils.TritonError.CANCELLED)
+                        ),
+                        flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+                    )
+                    return
+                break
+            generation.step()
+            pending_tokens += 1
+            if stream and (generation.finished or pending_tokens >= self.tokens_per_response):
+                visible = generation.visible_text()
+                outputs = self._outputs(
+                    wanted,
+                    text=visible[sent_upto:],
+                    generation=generation,
+                    new_tokens=pending_tokens,
+                    prompt_tokens=len(prompt_ids),
+                    first=first,
+                )
+                sent_upto = len(visible)
+                pending_tokens = 0
+                first = False
+                flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if generation.finished else 0
+                sender.send(pb_utils.InferenceResponse(output_tensors=outputs), flags=flags)
+
+        if not stream:
+            text = generation.visible_text()
+            outputs = self._outputs(
+                wanted,
+                text=(prompt + text) if prepend_input else text,
+                generation=generation,
+                new_tokens=len(generation.token_ids),
+                prompt_tokens=len(prompt_ids),
+                first=True,
+            )
+            sender.send(
+                pb_utils.InferenceResponse(output_tensors=outputs),
+                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+            )
+
+    def _outputs(
+        self,
+        wanted: dict[str, bool],
+        *,
+        text: str,
+        generation: _Generation,
+        new_tokens: int,
+        prompt_tokens: int,
+        first: bool,
+    ) -> list[Any]:
+        tensors = [pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=np.object_))]
+        if wanted["return_finish_reason"]:
+            reason = str(generation.finish_reason).encode("utf-8")
+            tensors.append(pb_utils.Tensor("finish_reason", np.array([reason], dtype=np.object_)))
+        if wanted["return_cumulative_logprob"]:
+            value = generation.cumulative_logprob if generation.params.logprobs is not None else math.nan
+            tensors.append(pb_utils.Tensor("cumulative_logprob", np.array([value], dtype=np.float32)))
+        if wanted["return_logprobs"]:
+            entries = generation.logprob_entries(new_tokens)
+            payload = b"null" if entries is None else json.dumps(entries).encode("utf-8")
+            tensors.append(pb_utils.Tensor("logprobs", np.array([payload], dtype=np.object_)))
+        if wanted["return_num_input_tokens"]:
+            tensors.append(pb_utils.Tensor("num_input_tokens", np.array(prompt_tokens, dtype=np.uint32)))
+        if wanted["return_num_output_tokens"]:
+            tensors.append(pb_utils.Tensor("num_output_tokens", np.array([new_tokens], dtype=np.uint32)))
+        return tensors
+
+
+class _LoraError(Exception):
+    """Raised with the vLLM backend's own LoRA messages (sent without the generic prefix)."""
+
+
+class _Generation:
+    """Token-by-token state of one sequence: ids, decoded text, stop handling."""
+
+    def __init__(self, model: TritonPythonModel, prompt_ids: list[int], reply: str, params: SamplingParams) -> None:
+        self.model = model
+        self.params = params
+        self.reply_ids = model.tokenizer.encode(reply, add_special_tokens=False).ids or [model.eos_id]
+        self.token_ids: list[int] = []
+        self.text_ids: list[int] = []  # tokens that contribute text (not EOS / stop ids)
+        self.text = ""
+        self.finish_reason: str | None = None
+        self.stop_at: int | None = None  # character index where a stop string cut the text
+        self.logprob_values: list[float] = []
+        self.cumulative_logprob = 0.0
+        self.stop_hold = max((len(s) for s in params.stop), default=1) - 1
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def _next_token(self) -> int:
+        position = len(self.token_ids)
+        end_of_reply = position % (len(self.reply_ids) + 1) == len(self.reply_ids)
+        eos_allowed = not self.params.ignore_eos and position >= self.params.min_tokens
+        if end_of_reply:
+            return self.model.eos_id if eos_allowed else self.model.tokenizer.token_to_id("Ġ") or self.reply_ids[0]
+        return self.reply_ids[position % (len(self.reply_ids) + 1)]
+
+    def step(self) -> None:
+        token = self._next_token()
+        self.token_ids.append(token)
+        logprob = -0.05 * (1 + len(self.token_ids) % 7)
+        self.logprob_values.append(logprob)
+        self.cumulative_logprob += logprob
+        if token == self.model.eos_id and not self.params.ignore_eos:
+            self.finish_reason = "stop"
+            return
+        if token in self.params.stop_token_ids:
+            self.finish_reason = "stop"
+            return
+        self.text_ids.append(token)
+        self.text = self.model.tokenizer.decode(self.text_ids, skip_special_tokens=True)
+        for stop in self.params.stop:
+            index = self.text.find(stop, max(0, len(self.text) - len(stop) - 16))
+            if stop and index != -1:
+                self.stop_at = index + (len(stop) if self.params.include_stop_str_in_output else 0)
+                self.finish_reason = "stop"
+                return
+        if len(self.token_ids) >= self.params.max_tokens:
+            self.finish_reason = "length"
+
+    def visible_text(self) -> str:
+        """Text safe to show: cut at a stop string; while running, hold back what could
+        still become a stop string or an incomplete multi-byte character."""
+        if self.stop_at is not None:
+            return self.text[: self.stop_at]
+        text = self.text
+        if self.finished:
+            return text
+        if text.endswith("\ufffd"):
+            text = text.rstrip("\ufffd")
+        if self.stop_hold and not self.params.include_stop_str_in_output:
+            text = text[: max(0, len(text) - self.stop_hold)]
+        return text
+
+    def logprob_entries(self, count: int) -> list[dict[str, Any]] | None:
+        if self.params.logprobs is None:
+            return None
+        entries = []
+        for token_id, logprob in zip(self.token_ids[-count:], self.logprob_values[-count:]):
+            entry = {
+                str(token_id): {
+                    "logprob": logprob,
+                    "rank": 1,
+                    "decoded_token": self.model.tokenizer.decode([token_id], skip_special_tokens=False),
+                }
+            }
+            for rank in range(2, self.params.logprobs + 2):
+                alternative = (token_id + rank) % self.model.tokenizer.get_vocab_size()
+                entry.setdefault(
+                    str(alternative),
+                    {
+                        "logprob": logprob - rank,
+                        "rank": rank,
+                        "decoded_token": self.model.tokenizer.decode([alternative], skip_special_tokens=False),
+                    },
+                )
+            entries.append(entry)
+        return entries
+
+
+def _reply_for(prompt: str, params: SamplingParams) -> str:
+    """The stand-in's answer: the last user turn (or the raw prompt) repeated back."""
+    start = prompt.rfind(_USER_MARK)
+    if start == -1:
+        said = prompt.strip()
+    else:
+        said = prompt[start + len(_USER_MARK) :]
+        end = said.find(_END_MARK)
+        said = (said[:end] if end != -1 else said).strip()
+    opening = _OPENINGS[0]
+    if params.temperature > 0:
+        opening = random.Random(params.seed).choice(_OPENINGS)
+    return opening + said
+
+
+def _input_bytes(request: Any, name: str) -> bytes | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None
+    value = tensor.as_numpy().reshape(-1)[0]
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def _input_bool(request: Any, name: str, default: bool | None) -> bool | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return default
+    return bool(tensor.as_numpy().reshape(-1)[0])

@@ -1,0 +1,82 @@
+"""The aiohttp application: routes, middleware, start-up and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from gateway.chat.template import TokenizerStore
+from gateway.engine import Engine
+from gateway.errors import APIError
+from gateway.http import chat, completions, health, models
+from gateway.http.middleware import error_middleware
+from gateway.http.state import STATE, GatewayState
+from gateway.settings import Settings
+from gateway.triton.client import TritonClient
+from gateway.triton.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.http_max_input_size, middlewares=[error_middleware])
+    app.cleanup_ctx.append(_lifecycle(settings))
+    app.router.add_post("/v1/chat/completions", chat.create_chat_completion)
+    app.router.add_post("/v1/completions", completions.create_completion)
+    app.router.add_get("/v1/models", models.list_models)
+    app.router.add_get("/v1/models/{model}", models.retrieve_model)
+    app.router.add_get("/health/live", health.live)
+    app.router.add_get("/health/ready", health.ready)
+    return app
+
+
+def _lifecycle(settings: Settings):  # type: ignore[no-untyped-def]
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        tokenizers = TokenizerStore(settings.tokenizer, settings.chat_template)
+        await tokenizers.preload()
+        client = TritonClient(settings.triton_url)
+        engine = Engine(client)
+        registry = ModelRegistry(
+            client,
+            served_flavours=engine.flavours,
+            backend_override=settings.backend,
+            refresh_interval=settings.model_refresh_interval,
+        )
+        try:
+            await registry.refresh()
+        except APIError as exc:
+            log.warning("Triton at %s is not reachable yet (%s); serving anyway", settings.triton_url, exc.message)
+        app[STATE] = GatewayState(settings, client, registry, engine, tokenizers)
+        refresher = asyncio.create_task(registry.run(), name="model-registry-refresh")
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await client.close()
+
+    return lifecycle
+
+
+def run(settings: Settings, announce: Callable[[web.Application], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; `announce` runs once the port is open."""
+    app = create_app(settings)
+
+    def started(_: str) -> None:
+        log.info("OpenAI API on http://%s:%s/v1", settings.host, settings.openai_port)
+        if announce is not None:
+            announce(app)
+
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.openai_port,
+        handler_cancellation=True,  # a client that disconnects cancels its Triton request
+        access_log=log if log.isEnabledFor(logging.DEBUG) else None,
+        print=started,
+    )

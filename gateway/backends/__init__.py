@@ -1,0 +1,1 @@
+"""Backend adapters: the only code that knows a flavour's tensor names and quirks."""

@@ -1,0 +1,88 @@
+"""The engine-neutral generation request and delta, and the adapter interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tritonclient.grpc import service_pb2 as pb
+
+from gateway.errors import APIError
+from gateway.triton import tensors
+from gateway.triton.registry import ModelInfo
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    """One sequence to generate, whatever the API or backend."""
+
+    request_id: str
+    prompt: str
+    stream: bool
+    max_tokens: int
+    temperature: float | None = None
+    top_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Delta:
+    """What one Triton response adds. `finish_reason` is set on the last delta only and
+    is already an OpenAI value. Token counts are None when the model does not report them;
+    `completion_tokens` counts the tokens of this delta."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class ResponseReader(Protocol):
+    """Per-request state that turns Triton responses into deltas."""
+
+    def read(self, response: pb.ModelInferResponse, final: bool) -> Delta: ...
+
+
+class BackendAdapter(Protocol):
+    def build_request(self, request: GenerationRequest) -> pb.ModelInferRequest: ...
+
+    def reader(self, request: GenerationRequest) -> ResponseReader: ...
+
+    def translate_error(self, message: str) -> APIError: ...
+
+
+class RequestBuilder:
+    """Adds input tensors to a ModelInferRequest in the shape the model declares."""
+
+    def __init__(self, model: ModelInfo, request_id: str) -> None:
+        self.model = model
+        self.message = pb.ModelInferRequest(model_name=model.name, id=request_id)
+        self._batched = model.max_batch_size > 0
+
+    def _add(self, name: str, datatype: str, count: int, raw: bytes) -> None:
+        tensor = self.message.inputs.add()
+        tensor.name = name
+        tensor.datatype = datatype
+        if self._batched:
+            tensor.shape.extend((1, count))
+        else:
+            tensor.shape.append(count)
+        self.message.raw_input_contents.append(raw)
+
+    def add_bytes(self, name: str, value: bytes) -> None:
+        self._add(name, "BYTES", 1, tensors.encode_one_bytes(value))
+
+    def add_bool(self, name: str, value: bool) -> None:
+        self._add(name, "BOOL", 1, b"\x01" if value else b"\x00")
+
+    def add_bool_if_declared(self, name: str, value: bool) -> None:
+        if self.model.accepts(name):
+            self.add_bool(name, value)
+
+
+def output_indices(response: pb.ModelInferResponse) -> dict[str, int]:
+    """Output name -> position in `raw_output_contents`."""
+    return {output.name: index for index, output in enumerate(response.outputs)}

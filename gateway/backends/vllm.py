@@ -1,0 +1,140 @@
+"""Requests to and responses from Triton's vLLM backend (see triton-backends notes §3).
+
+Sampling parameters travel as one JSON string. Values are validated by the gateway before
+sending because the backend answers any bad key or value with the same unhelpful
+"'NoneType' object has no attribute 'lora_name'".
+"""
+
+from __future__ import annotations
+
+import msgspec
+from tritonclient.grpc import service_pb2 as pb
+
+from gateway.backends.base import Delta, GenerationRequest, RequestBuilder, output_indices
+from gateway.backends.errors import generic_backend_error, translate_triton_error
+from gateway.errors import APIError, BackendError, InvalidRequest
+from gateway.triton import tensors
+from gateway.triton.registry import ModelInfo
+
+_UNHELPFUL_PARAMETER_ERROR = "'NoneType' object has no attribute 'lora_name'"
+_STREAM_PREFIX = "Error generating stream: "
+
+# vLLM finish reasons -> OpenAI's; "abort" and "error" end the request with an error.
+_FINISH_REASONS = {"stop": "stop", "length": "length", "repetition": "stop"}
+_FAILED_FINISH_REASONS = {"abort", "error"}
+
+
+class VllmSamplingParameters(msgspec.Struct, omit_defaults=True):
+    """The `sampling_parameters` JSON. Unset fields are left out: the backend would
+    coerce a null with int(None) and fail."""
+
+    max_tokens: int
+    temperature: float | None = None
+    top_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+
+
+_PARAMETERS_ENCODER = msgspec.json.Encoder()
+
+
+class VllmAdapter:
+    """Builds ModelInferRequests for one vLLM-backend model and reads its responses."""
+
+    def __init__(self, model: ModelInfo) -> None:
+        self.model = model
+        self._excludes_input = model.accepts("exclude_input_in_output")
+
+    def build_request(self, request: GenerationRequest) -> pb.ModelInferRequest:
+        builder = RequestBuilder(self.model, request.request_id)
+        builder.add_bytes("text_input", request.prompt.encode("utf-8"))
+        builder.add_bool_if_declared("stream", request.stream)
+        parameters = VllmSamplingParameters(
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty,
+            seed=request.seed,
+            stop=request.stop or None,
+        )
+        builder.add_bytes("sampling_parameters", _PARAMETERS_ENCODER.encode(parameters))
+        builder.add_bool_if_declared("exclude_input_in_output", True)
+        builder.add_bool_if_declared("return_finish_reason", True)
+        builder.add_bool_if_declared("return_num_input_tokens", True)
+        builder.add_bool_if_declared("return_num_output_tokens", True)
+        return builder.message
+
+    def reader(self, request: GenerationRequest) -> VllmResponseReader:
+        strip_prompt = request.prompt if not (request.stream or self._excludes_input) else None
+        return VllmResponseReader(request.max_tokens, strip_prompt)
+
+    def translate_error(self, message: str) -> APIError:
+        known = translate_triton_error(message)
+        if known is not None:
+            return known
+        if _UNHELPFUL_PARAMETER_ERROR in message:
+            return InvalidRequest(
+                "The model's vLLM backend rejected the sampling parameters: one of the values is "
+                "not accepted by this deployment's vLLM version.",
+                code="invalid_sampling_parameters",
+            )
+        if message.startswith("LoRA"):
+            return InvalidRequest(f"The model rejected the LoRA adapter: {message}", param="model")
+        if message == "Request was cancelled":
+            return BackendError("The request was cancelled on the inference server.", code="cancelled")
+        return generic_backend_error(message.removeprefix(_STREAM_PREFIX))
+
+
+class VllmResponseReader:
+    """Turns each vLLM-backend response into a Delta (streaming sends text deltas; a
+    non-streaming response carries everything at once)."""
+
+    def __init__(self, max_tokens: int, strip_prompt: str | None) -> None:
+        self._max_tokens = max_tokens
+        self._strip_prompt = strip_prompt
+        self._generated = 0
+        self._indices: dict[str, int] | None = None
+
+    def read(self, response: pb.ModelInferResponse, final: bool) -> Delta:
+        indices = self._indices
+        if indices is None:
+            indices = self._indices = output_indices(response)
+        raw = response.raw_output_contents
+        if not raw:
+            # An empty final response: nothing to add, but the request is over.
+            return Delta("", self._inferred_finish_reason() if final else None)
+
+        text = tensors.decode_first_bytes(raw[indices["text_output"]]).decode("utf-8", "replace")
+        if self._strip_prompt is not None and text.startswith(self._strip_prompt):
+            text = text[len(self._strip_prompt) :]
+
+        prompt_tokens = completion_tokens = None
+        index = indices.get("num_input_tokens")
+        if index is not None:
+            prompt_tokens = tensors.decode_first_int(raw[index], response.outputs[index].datatype)
+        index = indices.get("num_output_tokens")
+        if index is not None:
+            completion_tokens = tensors.decode_first_int(raw[index], response.outputs[index].datatype)
+            self._generated += completion_tokens or 0
+
+        finish_reason = None
+        index = indices.get("finish_reason")
+        if index is not None:
+            reason = tensors.decode_first_bytes(raw[index]).decode("utf-8", "replace")
+            if reason != "None":
+                finish_reason = self._openai_finish_reason(reason)
+        if final and finish_reason is None:
+            finish_reason = self._inferred_finish_reason()
+        return Delta(text, finish_reason, prompt_tokens, completion_tokens)
+
+    def _openai_finish_reason(self, reason: str) -> str:
+        if reason in _FAILED_FINISH_REASONS:
+            raise BackendError(f"The model's backend ended the generation early (finish reason '{reason}').")
+        return _FINISH_REASONS.get(reason, "stop")
+
+    def _inferred_finish_reason(self) -> str:
+        """For backends older than r24.12 that cannot report a finish reason."""
+        return "length" if self._generated >= self._max_tokens else "stop"

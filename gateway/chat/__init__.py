@@ -1,0 +1,1 @@
+"""Prompt rendering for chat requests."""

@@ -1,0 +1,106 @@
+"""Tokenizers and chat templates, one per model, loaded once and cached.
+
+`--tokenizer DIR_OR_ID` sets the tokenizer for every model; `--tokenizer MODEL=DIR_OR_ID`
+sets it for one model. `--chat-template FILE` replaces the tokenizer's own template.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import APIError, InvalidRequest
+
+log = logging.getLogger(__name__)
+
+
+class TokenizerUnavailable(APIError):
+    status = 500
+    default_code = "tokenizer_unavailable"
+
+
+class TokenizerStore:
+    """Chat prompt rendering and token counting for each model."""
+
+    def __init__(self, specs: Sequence[str], chat_template: Path | None = None) -> None:
+        self._default: str | None = None
+        self._per_model: dict[str, str] = {}
+        for spec in specs:
+            model, sep, source = spec.partition("=")
+            if sep and model and not os.path.exists(spec):
+                self._per_model[model] = source
+            else:
+                self._default = spec
+        self._template = chat_template.read_text() if chat_template else None
+        self._loaded: dict[str, Any] = {}
+
+    @property
+    def sources(self) -> list[str]:
+        return [s for s in [self._default, *self._per_model.values()] if s]
+
+    def source_for(self, model: str) -> str | None:
+        return self._per_model.get(model, self._default)
+
+    async def preload(self) -> None:
+        """Load every configured tokenizer (off the event loop), failing loudly if one
+        cannot be loaded: a typo should stop the gateway at start, not at first request."""
+        for source in self.sources:
+            if source not in self._loaded:
+                self._loaded[source] = await asyncio.to_thread(self._load, source)
+
+    def _load(self, source: str) -> Any:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        if self._template is not None:
+            tokenizer.chat_template = self._template
+        log.info("Loaded tokenizer %s", source)
+        return tokenizer
+
+    def tokenizer(self, model: str) -> Any | None:
+        source = self.source_for(model)
+        if source is None:
+            return None
+        tokenizer = self._loaded.get(source)
+        if tokenizer is None:
+            try:
+                tokenizer = self._loaded[source] = self._load(source)
+            except Exception as exc:  # noqa: BLE001 - any loader failure means the same to the client
+                raise TokenizerUnavailable(f"The tokenizer '{source}' could not be loaded: {exc}") from None
+        return tokenizer
+
+    def render_chat(self, model: str, messages: list[dict[str, Any]], **template_kwargs: Any) -> str:
+        """The prompt for `messages`, with the generation prompt appended."""
+        tokenizer = self.tokenizer(model)
+        if tokenizer is None:
+            raise InvalidRequest(
+                f"Chat completions need a tokenizer with a chat template for '{model}'; "
+                "start the gateway with --tokenizer (or use /v1/completions).",
+                param="model",
+                code="chat_template_unavailable",
+            )
+        if tokenizer.chat_template is None:
+            raise InvalidRequest(
+                f"The tokenizer of '{model}' has no chat template; start the gateway with --chat-template.",
+                param="model",
+                code="chat_template_unavailable",
+            )
+        try:
+            prompt = tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True, **template_kwargs
+            )
+        except Exception as exc:  # noqa: BLE001 - templates raise whatever their author chose
+            raise InvalidRequest(f"The chat template rejected the messages: {exc}", param="messages") from None
+        return str(prompt)
+
+    def counter(self, model: str) -> Any | None:
+        """A function counting the tokens of a text, or None without a tokenizer."""
+        tokenizer = self.tokenizer(model)
+        if tokenizer is None:
+            return None
+        return lambda text: len(tokenizer.encode(text, add_special_tokens=False))

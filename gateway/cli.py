@@ -1,0 +1,144 @@
+"""Command line: every flag can also be given as an environment variable GATEWAY_<FLAG>."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway.settings import Settings
+from gateway.triton.flavours import BackendFamily
+
+ENV_PREFIX = "GATEWAY_"
+
+
+def env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be a port number (0-65535)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="triton-openai-gateway",
+        description="An OpenAI-compatible HTTP gateway in front of a Triton Inference Server (gRPC).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+    def flag(name: str, help_text: str, **kwargs: Any) -> None:
+        variable = env_name(name)
+        parser.add_argument(name, help=f"{help_text} [env: {variable}]", **kwargs)
+
+    defaults = Settings()
+    flag("--triton-url", "gRPC address of tritonserver (HOST:PORT)", default=defaults.triton_url, metavar="HOST:PORT")
+    flag("--host", "address to listen on", default=defaults.host)
+    flag("--openai-port", "port of the OpenAI API", type=_port, default=defaults.openai_port)
+    flag(
+        "--tokenizer",
+        "tokenizer for chat templates and token counts: a local directory or a Hugging Face id; "
+        "MODEL=SOURCE sets it for one model (repeatable; env: comma-separated)",
+        action="append",
+        metavar="[MODEL=]DIR_OR_HF_ID",
+    )
+    flag("--chat-template", "Jinja chat template file overriding the tokenizer's", type=Path, metavar="FILE")
+    flag(
+        "--backend",
+        "treat every text model as this backend instead of detecting it from its config",
+        choices=[family.value for family in BackendFamily],
+    )
+    flag(
+        "--default-max-tokens",
+        "max_tokens for requests that set neither max_tokens nor max_completion_tokens",
+        type=_positive_int,
+        default=defaults.default_max_tokens,
+        metavar="N",
+    )
+    flag(
+        "--http-max-input-size",
+        "largest request body accepted, in bytes (larger ones get 413)",
+        type=_positive_int,
+        default=defaults.http_max_input_size,
+        metavar="BYTES",
+    )
+    flag(
+        "--model-refresh-interval",
+        "seconds between re-reads of Triton's model repository",
+        type=float,
+        default=defaults.model_refresh_interval,
+        metavar="SECONDS",
+    )
+    flag(
+        "--log-level",
+        "logging level",
+        default=defaults.log_level,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        type=str.upper,
+    )
+    return parser
+
+
+def _environment_defaults(parser: argparse.ArgumentParser, environ: dict[str, str]) -> None:
+    """Environment variables replace the built-in defaults; flags still win."""
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = environ.get(env_name(action.option_strings[0]))
+        if value is None:
+            continue
+        if isinstance(action, argparse._AppendAction):
+            action.default = [part.strip() for part in value.split(",") if part.strip()]
+        else:
+            action.default = action.type(value) if callable(action.type) else value
+            if action.choices is not None and action.default not in action.choices:
+                parser.error(f"{env_name(action.option_strings[0])}={value!r}: choose from {list(action.choices)}")
+
+
+def parse_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    parser = build_parser()
+    _environment_defaults(parser, dict(os.environ) if environ is None else environ)
+    args = parser.parse_args(argv)
+    return Settings(
+        triton_url=args.triton_url,
+        host=args.host,
+        openai_port=args.openai_port,
+        tokenizer=tuple(args.tokenizer or ()),
+        chat_template=args.chat_template,
+        backend=BackendFamily(args.backend) if args.backend else None,
+        default_max_tokens=args.default_max_tokens,
+        http_max_input_size=args.http_max_input_size,
+        model_refresh_interval=args.model_refresh_interval,
+        log_level=args.log_level,
+    )
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = parse_settings(argv)
+    configure_logging(settings.log_level)
+    from gateway.app import run
+
+    run(settings)

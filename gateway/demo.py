@@ -1,0 +1,66 @@
+"""`make run`: a local tritonserver with the demo models, and the gateway in front of it.
+
+The demo models in deploy/models are CPU stand-ins served by this project's stand-in vLLM
+backend (deploy/backends/vllm); the tokenizer is deploy/tokenizer. Ctrl-C or SIGTERM stops
+both processes. To use a real Triton instead, run `python -m gateway --triton-url ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.app import run
+from gateway.cli import configure_logging
+from gateway.http.state import STATE
+from gateway.localtriton import LocalTriton, TritonStartError, die_with_parent
+from gateway.settings import Settings
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+log = logging.getLogger("gateway.demo")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m gateway.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address of the gateway")
+    parser.add_argument("--openai-port", type=int, default=9000, help="port of the gateway")
+    parser.add_argument("--model-repository", type=Path, default=DEPLOY / "models")
+    parser.add_argument("--tokenizer", default=str(DEPLOY / "tokenizer"))
+    parser.add_argument("--log-level", default="INFO", type=str.upper)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    die_with_parent()  # if `make` is killed, stop too (and so stop tritonserver)
+    configure_logging(args.log_level)
+    triton = LocalTriton(model_repository=args.model_repository, python_backends=[DEPLOY / "backends" / "vllm"])
+    log.info("starting tritonserver with %s", args.model_repository)
+    try:
+        triton.start()
+    except TritonStartError as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    log.info("tritonserver ready: gRPC %s, HTTP %s (log: %s)", triton.grpc_url, triton.http_url, triton.log_path)
+    settings = Settings(
+        triton_url=triton.grpc_url, host=args.host, openai_port=args.openai_port, tokenizer=(args.tokenizer,)
+    )
+
+    def announce(app: web.Application) -> None:
+        print(app[STATE].registry.table(), flush=True)
+        print(f"Gateway ready: http://{args.host}:{args.openai_port}/v1   (Ctrl-C to stop)", flush=True)
+
+    try:
+        run(settings, announce)
+    finally:
+        triton.cleanup()
+        log.info("stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Runs generation requests on Triton: picks the model's adapter, opens one stream per
+request and turns its responses into deltas."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+
+from gateway.backends.base import BackendAdapter, Delta, GenerationRequest
+from gateway.backends.vllm import VllmAdapter
+from gateway.errors import BadGateway
+from gateway.triton.client import TritonClient, TritonErrorMessage
+from gateway.triton.flavours import Flavour
+from gateway.triton.registry import ModelInfo
+
+AdapterFactory = Callable[[ModelInfo], BackendAdapter]
+
+ADAPTERS: Mapping[Flavour, AdapterFactory] = {
+    Flavour.VLLM: VllmAdapter,
+}
+
+
+@dataclass(slots=True)
+class Generation:
+    """The outcome of a whole (non-streamed) request."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+class Engine:
+    def __init__(self, client: TritonClient, adapters: Mapping[Flavour, AdapterFactory] = ADAPTERS) -> None:
+        self._client = client
+        self._factories = adapters
+        self._adapters: dict[tuple[str, str], BackendAdapter] = {}
+
+    @property
+    def flavours(self) -> frozenset[Flavour]:
+        return frozenset(self._factories)
+
+    def adapter(self, model: ModelInfo) -> BackendAdapter:
+        key = (model.name, model.version)
+        adapter = self._adapters.get(key)
+        if adapter is None:
+            adapter = self._adapters[key] = self._factories[model.flavour](model)
+        return adapter
+
+    async def stream(self, model: ModelInfo, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Deltas of one request, the last one with a finish_reason. Close the iterator
+        (e.g. with contextlib.aclosing) to cancel the request on Triton."""
+        adapter = self.adapter(model)
+        reader = adapter.reader(request)
+        async with self._client.stream(adapter.build_request(request)) as responses:
+            try:
+                async for response in responses:
+                    delta = reader.read(response, responses.finished)
+                    yield delta
+                    if delta.finish_reason is not None:
+                        return
+            except TritonErrorMessage as exc:
+                raise adapter.translate_error(exc.message) from None
+        raise BadGateway("The model's responses ended without a finish reason.")
+
+    async def generate(self, model: ModelInfo, request: GenerationRequest) -> Generation:
+        """Run a request to its end and join its deltas."""
+        parts: list[str] = []
+        prompt_tokens: int | None = None
+        completion_tokens: int | None = None
+        finish_reason = "stop"
+        async for delta in self.stream(model, request):
+            parts.append(delta.text)
+            if delta.prompt_tokens is not None:
+                prompt_tokens = delta.prompt_tokens
+            if delta.completion_tokens is not None:
+                completion_tokens = (completion_tokens or 0) + delta.completion_tokens
+            if delta.finish_reason is not None:
+                finish_reason = delta.finish_reason
+        return Generation("".join(parts), finish_reason, prompt_tokens, completion_tokens)

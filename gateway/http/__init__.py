@@ -1,0 +1,1 @@
+"""The aiohttp layer: one module per endpoint group, plus middleware."""

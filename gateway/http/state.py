@@ -1,0 +1,29 @@
+"""What every handler needs, stored once on the application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.chat.template import TokenizerStore
+from gateway.engine import Engine
+from gateway.settings import Settings
+from gateway.triton.client import TritonClient
+from gateway.triton.registry import ModelRegistry
+
+
+@dataclass(frozen=True)
+class GatewayState:
+    settings: Settings
+    client: TritonClient
+    registry: ModelRegistry
+    engine: Engine
+    tokenizers: TokenizerStore
+
+
+STATE = web.AppKey("state", GatewayState)
+
+
+def state_of(request: web.Request) -> GatewayState:
+    return request.app[STATE]

@@ -1,0 +1,22 @@
+"""The gateway's configuration, as parsed from flags and environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.triton.flavours import BackendFamily
+
+
+@dataclass(frozen=True)
+class Settings:
+    triton_url: str = "127.0.0.1:8001"
+    host: str = "0.0.0.0"
+    openai_port: int = 9000
+    tokenizer: tuple[str, ...] = ()
+    chat_template: Path | None = None
+    backend: BackendFamily | None = None
+    default_max_tokens: int = 16
+    http_max_input_size: int = 64 * 1024 * 1024
+    model_refresh_interval: float = 5.0
+    log_level: str = "INFO"

@@ -1,0 +1,61 @@
+"""Server-sent-event framing of stream chunks.
+
+A stream's chunks differ only in their `choices`, so the envelope (id, object, created,
+model) is encoded once; each chunk then encodes just its choice into a reused buffer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from gateway.errors import APIError
+
+DONE = b"data: [DONE]\n\n"
+_ENCODER = msgspec.json.Encoder()
+_CHOICES_MARK = b'"choices":[]'
+
+
+def frame(payload: Any) -> bytes:
+    """`data: <json>` for any Struct."""
+    return b"data: " + _ENCODER.encode(payload) + b"\n\n"
+
+
+def error_frame(error: APIError) -> bytes:
+    """The event that ends a stream that failed midway (followed by [DONE])."""
+    return b"data: " + error.to_json() + b"\n\n"
+
+
+class ChunkFramer:
+    """Frames the chunks of one stream: `data: {envelope, "choices":[<choice>]}`."""
+
+    __slots__ = ("_buffer", "_prefix_length", "_suffix")
+
+    def __init__(self, envelope: msgspec.Struct) -> None:
+        encoded = _ENCODER.encode(envelope)  # the envelope with "choices":[]
+        cut = encoded.index(_CHOICES_MARK) + len(_CHOICES_MARK) - 1
+        prefix = b"data: " + encoded[:cut]
+        self._suffix = encoded[cut:] + b"\n\n"
+        self._prefix_length = len(prefix)
+        self._buffer = bytearray(prefix)
+
+    def frame(self, choice: msgspec.Struct) -> bytes:
+        buffer = self._buffer
+        _ENCODER.encode_into(choice, buffer, self._prefix_length)
+        buffer += self._suffix
+        # A copy: the transport may keep a view of what it could not send at once.
+        return bytes(buffer)
+
+
+async def open_event_stream(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # tell nginx-style proxies not to buffer
+        }
+    )
+    await response.prepare(request)
+    return response

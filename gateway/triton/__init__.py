@@ -1,0 +1,1 @@
+"""Everything that speaks Triton's KServe v2 gRPC protocol."""

@@ -1,0 +1,215 @@
+"""The models Triton serves, as the gateway sees them: discovered with RepositoryIndex and
+ModelConfig, classified by flavour, refreshed on an interval and on an unknown name."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from gateway.errors import APIError, BackendUnavailable, ModelNotFound
+from gateway.triton.client import TritonClient
+from gateway.triton.flavours import BackendFamily, Flavour, ModelSignature, detect_flavour
+
+log = logging.getLogger(__name__)
+
+# Config data types by number, under their KServe names (TYPE_STRING travels as BYTES).
+_DATATYPES = {
+    value: "BYTES" if name == "TYPE_STRING" else name.removeprefix("TYPE_") for name, value in mc.DataType.items()
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str  # KServe name: BYTES, BOOL, INT32, FP32, UINT64, ...
+    dims: tuple[int, ...]
+    optional: bool
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A servable model and what its configuration declares."""
+
+    name: str
+    version: str
+    flavour: Flavour
+    backend: str
+    platform: str
+    max_batch_size: int
+    decoupled: bool
+    inputs: Mapping[str, TensorSpec]
+    outputs: frozenset[str]
+    parameters: Mapping[str, str]
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def accepts(self, input_name: str) -> bool:
+        return input_name in self.inputs
+
+
+def model_info_from_config(
+    config: mc.ModelConfig, version: str, override: BackendFamily | None
+) -> tuple[ModelInfo | None, Flavour | None]:
+    """Build a ModelInfo from a ModelConfig; (None, flavour) for a model that is no chat model."""
+    inputs = {
+        spec.name: TensorSpec(
+            name=spec.name,
+            datatype=_DATATYPES.get(spec.data_type, "BYTES"),
+            dims=tuple(spec.dims),
+            optional=spec.optional,
+        )
+        for spec in config.input
+    }
+    signature = ModelSignature(backend=config.backend, platform=config.platform, inputs=frozenset(inputs))
+    flavour = detect_flavour(signature, override)
+    if flavour is None:
+        return None, None
+    info = ModelInfo(
+        name=config.name,
+        version=version,
+        flavour=flavour,
+        backend=config.backend,
+        platform=config.platform,
+        max_batch_size=config.max_batch_size,
+        decoupled=config.model_transaction_policy.decoupled,
+        inputs=inputs,
+        outputs=frozenset(output.name for output in config.output),
+        parameters={key: value.string_value for key, value in config.parameters.items()},
+    )
+    return info, flavour
+
+
+class ModelRegistry:
+    """Servable models by name. Reads are plain dict look-ups; refreshes swap the dict."""
+
+    def __init__(
+        self,
+        client: TritonClient,
+        *,
+        served_flavours: Collection[Flavour],
+        backend_override: BackendFamily | None = None,
+        refresh_interval: float = 5.0,
+        min_refresh_gap: float = 1.0,
+    ) -> None:
+        self._client = client
+        self._served = frozenset(served_flavours)
+        self._override = backend_override
+        self._refresh_interval = refresh_interval
+        self._min_refresh_gap = min_refresh_gap
+        self._models: dict[str, ModelInfo] = {}
+        self._not_served: dict[str, str] = {}  # name -> why it is not offered
+        self._last_refresh = 0.0
+        self._last_failure: str | None = None  # message of the last failed refresh
+        self._refresh_lock = asyncio.Lock()
+        self.loaded_once = False
+
+    @property
+    def models(self) -> list[ModelInfo]:
+        return sorted(self._models.values(), key=lambda info: info.name)
+
+    def get(self, name: str) -> ModelInfo | None:
+        return self._models.get(name)
+
+    async def resolve(self, name: str) -> ModelInfo:
+        """The model called `name`; an unknown name triggers one (rate-limited) refresh."""
+        info = self._models.get(name)
+        if info is not None:
+            return info
+        if time.monotonic() - self._last_refresh >= self._min_refresh_gap:
+            await self.refresh()  # raises BackendUnavailable while Triton is away
+            info = self._models.get(name)
+            if info is not None:
+                return info
+        elif self._last_failure is not None:
+            raise BackendUnavailable(self._last_failure)
+        reason = self._not_served.get(name)
+        if reason is not None:
+            raise NotServable(name, reason)
+        raise ModelNotFound(name)
+
+    async def refresh(self) -> None:
+        """Re-read Triton's repository; raises BackendUnavailable when Triton is away."""
+        async with self._refresh_lock:
+            self._last_refresh = time.monotonic()
+            try:
+                index = await self._client.repository_index()
+            except APIError as exc:
+                self._last_failure = exc.message
+                raise
+            self._last_failure = None
+            ready: dict[str, str] = {}
+            for entry in index:
+                if entry.state == "READY" and _version_key(entry.version) >= _version_key(ready.get(entry.name, "")):
+                    ready[entry.name] = entry.version
+            models: dict[str, ModelInfo] = {}
+            not_served: dict[str, str] = {}
+            for name, version in ready.items():
+                known = self._models.get(name)
+                if known is not None and known.version == version:
+                    models[name] = known
+                    continue
+                if name in self._not_served and self._not_served[name].startswith(f"v{version}:"):
+                    not_served[name] = self._not_served[name]
+                    continue
+                config = await self._client.model_config(name, version)
+                info, flavour = model_info_from_config(config, version, self._override)
+                if info is not None and flavour in self._served:
+                    models[name] = info
+                else:
+                    kind = f"a {flavour} model" if flavour else "not a text-generation model"
+                    not_served[name] = f"v{version}: {kind}"
+            changed = models.keys() != self._models.keys()
+            self._models = models
+            self._not_served = not_served
+            if changed or not self.loaded_once:
+                log.info("Models on Triton:\n%s", self.table())
+            self.loaded_once = True
+
+    async def run(self) -> None:
+        """Refresh forever (cancel to stop); failures are logged and retried."""
+        while True:
+            await asyncio.sleep(self._refresh_interval)
+            try:
+                await self.refresh()
+            except APIError as exc:
+                log.debug("model refresh failed: %s", exc.message)
+            except Exception:  # keep the loop alive whatever Triton sends back
+                log.exception("model refresh failed")
+
+    def table(self) -> str:
+        """The model table printed at start-up: served models and the others."""
+        rows = [(info.name, info.version, info.flavour.value, "served") for info in self.models]
+        for name in sorted(self._not_served):
+            version, _, why = self._not_served[name].partition(": ")
+            rows.append((name, version.removeprefix("v"), "-", f"not served ({why})"))
+        header = ("Model", "Version", "Flavour", "Status")
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+        line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+        out = [line, _row(header, widths), line]
+        out += [_row(row, widths) for row in rows] or [_row(("(none)", "", "", ""), widths)]
+        out.append(line)
+        return "\n".join(out)
+
+
+class NotServable(APIError):
+    """The model exists on Triton but is not a model this gateway serves."""
+
+    status = 400
+    error_type = "invalid_request_error"
+    default_code = "model_not_supported"
+
+    def __init__(self, name: str, reason: str) -> None:
+        why = reason.partition(": ")[2]
+        super().__init__(f"The model '{name}' exists on Triton but cannot be used here: it is {why}.", param="model")
+
+
+def _version_key(version: str) -> int:
+    return int(version) if version.isdigit() else -1
+
+
+def _row(cells: tuple[str, ...], widths: list[int]) -> str:
+    return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + " |"

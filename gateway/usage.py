@@ -1,0 +1,39 @@
+"""Token usage: from the counts Triton reports, else counted with the model's tokenizer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gateway.backends.base import Delta
+from schemas.responses import Usage
+
+TokenCounter = Callable[[str], int]
+
+
+class UsageTracker:
+    """Sums the token counts of a request's deltas."""
+
+    __slots__ = ("completion_tokens", "prompt_tokens")
+
+    def __init__(self) -> None:
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+
+    def add(self, delta: Delta) -> None:
+        if delta.prompt_tokens is not None:
+            self.prompt_tokens = delta.prompt_tokens
+        if delta.completion_tokens is not None:
+            self.completion_tokens = (self.completion_tokens or 0) + delta.completion_tokens
+
+    def usage(self, prompt: str, completion: str, count: TokenCounter | None) -> Usage | None:
+        """The usage object; counts the model did not report are taken with `count`
+        (None when there is neither)."""
+        prompt_tokens = self.prompt_tokens
+        completion_tokens = self.completion_tokens
+        if prompt_tokens is None:
+            prompt_tokens = count(prompt) if count else None
+        if completion_tokens is None:
+            completion_tokens = count(completion) if count else None
+        if prompt_tokens is None or completion_tokens is None:
+            return None
+        return Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)

@@ -1,0 +1,1 @@
+"""msgspec Structs for the OpenAI wire format: requests, responses, stream chunks, errors."""
