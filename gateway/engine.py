@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
-from gateway.backends.base import BackendAdapter, Delta, GenerationRequest
+from gateway.backends.base import BackendAdapter, Delta, GenerationRequest, TokenCounter
 from gateway.backends.vllm import VllmAdapter
 from gateway.errors import BadGateway
 from gateway.triton.client import TritonClient, TritonErrorMessage
@@ -47,11 +47,14 @@ class Engine:
             adapter = self._adapters[key] = self._factories[model.flavour](model)
         return adapter
 
-    async def stream(self, model: ModelInfo, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def stream(
+        self, model: ModelInfo, request: GenerationRequest, count_tokens: TokenCounter | None = None
+    ) -> AsyncIterator[Delta]:
         """Deltas of one request, the last one with a finish_reason. Close the iterator
-        (e.g. with contextlib.aclosing) to cancel the request on Triton."""
+        (e.g. with contextlib.aclosing) to cancel the request on Triton. `count_tokens`
+        lets adapters infer what a model does not report."""
         adapter = self.adapter(model)
-        reader = adapter.reader(request)
+        reader = adapter.reader(request, count_tokens)
         async with self._client.stream(adapter.build_request(request)) as responses:
             try:
                 async for response in responses:
@@ -63,13 +66,15 @@ class Engine:
                 raise adapter.translate_error(exc.message) from None
         raise BadGateway("The model's responses ended without a finish reason.")
 
-    async def generate(self, model: ModelInfo, request: GenerationRequest) -> Generation:
+    async def generate(
+        self, model: ModelInfo, request: GenerationRequest, count_tokens: TokenCounter | None = None
+    ) -> Generation:
         """Run a request to its end and join its deltas."""
         parts: list[str] = []
         prompt_tokens: int | None = None
         completion_tokens: int | None = None
         finish_reason = "stop"
-        async for delta in self.stream(model, request):
+        async for delta in self.stream(model, request, count_tokens):
             parts.append(delta.text)
             if delta.prompt_tokens is not None:
                 prompt_tokens = delta.prompt_tokens

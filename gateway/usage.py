@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from gateway.backends.base import Delta
+from gateway.backends.base import Delta, TokenCounter
 from schemas.responses import Usage
-
-TokenCounter = Callable[[str], int]
 
 
 class UsageTracker:

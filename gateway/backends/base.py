@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,6 +41,9 @@ class Delta:
     completion_tokens: int | None = None
 
 
+TokenCounter = Callable[[str], int]
+
+
 class ResponseReader(Protocol):
     """Per-request state that turns Triton responses into deltas."""
 
@@ -49,7 +53,7 @@ class ResponseReader(Protocol):
 class BackendAdapter(Protocol):
     def build_request(self, request: GenerationRequest) -> pb.ModelInferRequest: ...
 
-    def reader(self, request: GenerationRequest) -> ResponseReader: ...
+    def reader(self, request: GenerationRequest, count_tokens: TokenCounter | None) -> ResponseReader: ...
 
     def translate_error(self, message: str) -> APIError: ...
 

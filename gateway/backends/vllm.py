@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import Delta, GenerationRequest, RequestBuilder, output_indices
+from gateway.backends.base import Delta, GenerationRequest, RequestBuilder, TokenCounter, output_indices
 from gateway.backends.errors import generic_backend_error, translate_triton_error
 from gateway.errors import APIError, BackendError, InvalidRequest
 from gateway.triton import tensors
@@ -18,6 +18,7 @@ from gateway.triton.registry import ModelInfo
 
 _UNHELPFUL_PARAMETER_ERROR = "'NoneType' object has no attribute 'lora_name'"
 _STREAM_PREFIX = "Error generating stream: "
+_CONTEXT_TOO_LONG = "longer than the maximum model length"
 
 # vLLM finish reasons -> OpenAI's; "abort" and "error" end the request with an error.
 _FINISH_REASONS = {"stop": "stop", "length": "length", "repetition": "stop"}
@@ -67,9 +68,9 @@ class VllmAdapter:
         builder.add_bool_if_declared("return_num_output_tokens", True)
         return builder.message
 
-    def reader(self, request: GenerationRequest) -> VllmResponseReader:
+    def reader(self, request: GenerationRequest, count_tokens: TokenCounter | None) -> VllmResponseReader:
         strip_prompt = request.prompt if not (request.stream or self._excludes_input) else None
-        return VllmResponseReader(request.max_tokens, strip_prompt)
+        return VllmResponseReader(request.max_tokens, strip_prompt, count_tokens)
 
     def translate_error(self, message: str) -> APIError:
         known = translate_triton_error(message)
@@ -80,6 +81,11 @@ class VllmAdapter:
                 "The model's vLLM backend rejected the sampling parameters: one of the values is "
                 "not accepted by this deployment's vLLM version.",
                 code="invalid_sampling_parameters",
+            )
+        if _CONTEXT_TOO_LONG in message:
+            return InvalidRequest(
+                f"The prompt is too long for this model: {message.removeprefix(_STREAM_PREFIX)}",
+                code="context_length_exceeded",
             )
         if message.startswith("LoRA"):
             return InvalidRequest(f"The model rejected the LoRA adapter: {message}", param="model")
@@ -92,16 +98,20 @@ class VllmResponseReader:
     """Turns each vLLM-backend response into a Delta (streaming sends text deltas; a
     non-streaming response carries everything at once)."""
 
-    def __init__(self, max_tokens: int, strip_prompt: str | None) -> None:
+    def __init__(self, max_tokens: int, strip_prompt: str | None, count_tokens: TokenCounter | None) -> None:
         self._max_tokens = max_tokens
         self._strip_prompt = strip_prompt
+        self._count_tokens = count_tokens
         self._generated = 0
+        self._uncounted: list[str] | None = None  # text kept only when the model reports no counts
         self._indices: dict[str, int] | None = None
 
     def read(self, response: pb.ModelInferResponse, final: bool) -> Delta:
         indices = self._indices
         if indices is None:
             indices = self._indices = output_indices(response)
+            if "num_output_tokens" not in indices:
+                self._uncounted = []
         raw = response.raw_output_contents
         if not raw:
             # An empty final response: nothing to add, but the request is over.
@@ -110,6 +120,8 @@ class VllmResponseReader:
         text = tensors.decode_first_bytes(raw[indices["text_output"]]).decode("utf-8", "replace")
         if self._strip_prompt is not None and text.startswith(self._strip_prompt):
             text = text[len(self._strip_prompt) :]
+        if self._uncounted is not None:
+            self._uncounted.append(text)
 
         prompt_tokens = completion_tokens = None
         index = indices.get("num_input_tokens")
@@ -136,5 +148,8 @@ class VllmResponseReader:
         return _FINISH_REASONS.get(reason, "stop")
 
     def _inferred_finish_reason(self) -> str:
-        """For backends older than r24.12 that cannot report a finish reason."""
-        return "length" if self._generated >= self._max_tokens else "stop"
+        """For backends older than r24.12 that report neither finish reason nor counts."""
+        generated = self._generated
+        if self._uncounted is not None and self._count_tokens is not None:
+            generated = self._count_tokens("".join(self._uncounted))
+        return "length" if generated >= self._max_tokens else "stop"

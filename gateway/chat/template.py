@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.backends.base import TokenCounter
 from gateway.errors import APIError, InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -98,9 +99,13 @@ class TokenizerStore:
             raise InvalidRequest(f"The chat template rejected the messages: {exc}", param="messages") from None
         return str(prompt)
 
-    def counter(self, model: str) -> Any | None:
+    def counter(self, model: str) -> TokenCounter | None:
         """A function counting the tokens of a text, or None without a tokenizer."""
         tokenizer = self.tokenizer(model)
         if tokenizer is None:
             return None
-        return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
+
+        def count(text: str) -> int:
+            return len(tokenizer.encode(text, add_special_tokens=False))
+
+        return count

@@ -5,8 +5,9 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+from gateway.errors import NotFound
 from gateway.http.state import state_of
-from gateway.triton.registry import ModelInfo
+from gateway.triton.registry import ModelInfo, NotServable
 from schemas.responses import ModelCard, ModelList
 
 _ENCODER = msgspec.json.Encoder()
@@ -25,5 +26,9 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
-    info = await state_of(request).registry.resolve(request.match_info["model"])
+    name = request.match_info["model"]
+    try:
+        info = await state_of(request).registry.resolve(name)
+    except NotServable as exc:  # on Triton, but not a model of this API: not found here
+        raise NotFound(exc.message, param="model", code="model_not_found") from None
     return web.Response(body=_ENCODER.encode(_card(info)), content_type="application/json")

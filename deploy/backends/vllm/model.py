@@ -149,6 +149,7 @@ class TritonPythonModel:
         with open(os.path.join(tokenizer_dir, "tokenizer_config.json")) as file:
             eos_token = json.load(file)["eos_token"]
         self.eos_id = self.tokenizer.token_to_id(eos_token)
+        self.max_model_len = int(engine_args.get("max_model_len", 4096))
         stand_in = engine_args.get("stand_in", {})
         self.token_delay = float(stand_in.get("token_delay_ms", 0)) / 1000.0
         self.tokens_per_response = int(stand_in.get("tokens_per_response", 1))
@@ -219,6 +220,11 @@ class TritonPythonModel:
         _ = params.lora_name  # type: ignore[union-attr]  # the real backend fails here the same way
 
         prompt_ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids
+        if len(prompt_ids) > self.max_model_len:
+            raise ValueError(
+                f"The decoder prompt (length {len(prompt_ids)}) is longer than the maximum model length of "
+                f"{self.max_model_len}. Make sure that `max_model_len` is no smaller than the number of text tokens."
+            )
         generation = _Generation(self, prompt_ids, _reply_for(prompt, params), params)
 
         request_id = request.request_id()
@@ -321,6 +327,7 @@ class _Generation:
         self.logprob_values: list[float] = []
         self.cumulative_logprob = 0.0
         self.stop_hold = max((len(s) for s in params.stop), default=1) - 1
+        self.room = model.max_model_len - len(prompt_ids)  # tokens left in the context window
 
     @property
     def finished(self) -> bool:
@@ -354,7 +361,7 @@ class _Generation:
                 self.stop_at = index + (len(stop) if self.params.include_stop_str_in_output else 0)
                 self.finish_reason = "stop"
                 return
-        if len(self.token_ids) >= self.params.max_tokens:
+        if len(self.token_ids) >= min(self.params.max_tokens, self.room):
             self.finish_reason = "length"
 
     def visible_text(self) -> str:

@@ -1,0 +1,131 @@
+"""Shared fixtures: a real tritonserver per test session, the gateway in-process (aiohttp
+test client) and as a subprocess (for the openai SDK and signal handling)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.localtriton import LocalTriton, free_port
+from gateway.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_REPOSITORY = ROOT / "tests" / "model_repository"
+VLLM_BACKEND = ROOT / "deploy" / "backends" / "vllm"
+TOKENIZER_DIR = ROOT / "deploy" / "tokenizer"
+
+
+@pytest.fixture(scope="session")
+def triton() -> Iterator[LocalTriton]:
+    """A real tritonserver with tests/model_repository, shared by the whole session."""
+    server = LocalTriton(model_repository=MODEL_REPOSITORY, python_backends=[VLLM_BACKEND])
+    with server.running():
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tokenizer():  # type: ignore[no-untyped-def]
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
+
+
+@pytest.fixture
+def settings(triton: LocalTriton) -> Settings:
+    return Settings(
+        triton_url=triton.grpc_url,
+        host="127.0.0.1",
+        tokenizer=(str(TOKENIZER_DIR),),
+        default_max_tokens=64,
+        model_refresh_interval=0.5,
+    )
+
+
+@pytest.fixture
+async def client(aiohttp_client: Callable, settings: Settings) -> AsyncIterator[TestClient]:
+    """The gateway in-process, against the session's tritonserver."""
+    yield await aiohttp_client(create_app(settings))
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@pytest.fixture(scope="session")
+def gateway_process(triton: LocalTriton, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python -m gateway` as users run it; yields its base URL."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("gateway") / "gateway.log"
+    command = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "--triton-url",
+        triton.grpc_url,
+        "--host",
+        "127.0.0.1",
+        "--openai-port",
+        str(port),
+        "--tokenizer",
+        str(TOKENIZER_DIR),
+        "--default-max-tokens",
+        "64",
+    ]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health/live", process)
+        yield url
+    finally:
+        stop_process(process)
+
+
+async def sse_events(response) -> list:  # type: ignore[no-untyped-def]
+    """The `data:` payloads of an SSE response: decoded JSON objects, and "[DONE]"."""
+    import json
+
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    events = []
+    async for raw_line in response.content:
+        line = raw_line.decode().rstrip("\n")
+        if not line:
+            continue
+        assert line.startswith("data: "), line
+        payload = line[len("data: ") :]
+        events.append(payload if payload == "[DONE]" else json.loads(payload))
+    return events
+
+
+def user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]

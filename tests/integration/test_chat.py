@@ -1,0 +1,139 @@
+"""POST /v1/chat/completions against the stand-in vLLM backend on a real tritonserver."""
+
+from __future__ import annotations
+
+from tests.conftest import sse_events, user
+
+REPLY = "You said: Hello there"
+
+
+async def chat(client, **body):  # type: ignore[no-untyped-def]
+    body.setdefault("model", "vllm_model")
+    body.setdefault("messages", user("Hello there"))
+    return await client.post("/v1/chat/completions", json=body)
+
+
+async def test_chat_completion_has_openai_shape_and_backend_usage(client, tokenizer) -> None:
+    response = await chat(client, temperature=0)
+    assert response.status == 200
+    body = await response.json()
+    assert body["object"] == "chat.completion"
+    assert body["id"].startswith("chatcmpl-")
+    assert body["model"] == "vllm_model"
+    [choice] = body["choices"]
+    assert choice["index"] == 0
+    assert choice["message"] == {"role": "assistant", "content": REPLY}
+    assert choice["finish_reason"] == "stop"
+    prompt = tokenizer.apply_chat_template(user("Hello there"), tokenize=False, add_generation_prompt=True)
+    # The end-of-sequence token is counted by the backend although it adds no text:
+    # usage must come from Triton's counts, not from re-tokenizing the reply.
+    reply_tokens = len(tokenizer.encode(REPLY, add_special_tokens=False))
+    assert body["usage"] == {
+        "prompt_tokens": len(tokenizer.encode(prompt, add_special_tokens=False)),
+        "completion_tokens": reply_tokens + 1,
+        "total_tokens": len(tokenizer.encode(prompt, add_special_tokens=False)) + reply_tokens + 1,
+    }
+
+
+async def test_max_tokens_gives_length_finish_reason(client) -> None:
+    body = await (await chat(client, temperature=0, max_tokens=3)).json()
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == 3
+    assert REPLY.startswith(body["choices"][0]["message"]["content"])
+    assert len(body["choices"][0]["message"]["content"]) < len(REPLY)
+
+
+async def test_max_completion_tokens_wins_over_max_tokens(client) -> None:
+    body = await (await chat(client, temperature=0, max_tokens=50, max_completion_tokens=2)).json()
+    assert body["usage"]["completion_tokens"] == 2
+    assert body["choices"][0]["finish_reason"] == "length"
+
+
+async def test_default_max_tokens_applies_when_unset(aiohttp_client, settings) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from gateway.app import create_app
+
+    client = await aiohttp_client(create_app(replace(settings, default_max_tokens=4)))
+    body = await (await chat(client, temperature=0)).json()
+    assert body["usage"]["completion_tokens"] == 4
+    assert body["choices"][0]["finish_reason"] == "length"
+
+
+async def test_stop_strings_end_the_reply_before_the_stop(client) -> None:
+    for stop in ("there", ["nothing-like-this", "there"]):
+        body = await (await chat(client, temperature=0, stop=stop)).json()
+        assert body["choices"][0]["message"]["content"] == "You said: Hello "
+        assert body["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_roles_and_text_parts_reach_the_chat_template(client) -> None:
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "developer", "content": [{"type": "text", "text": "Answer in English."}]},
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "first answer"},
+        {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "text", "text": "question"}]},
+    ]
+    body = await (await chat(client, messages=messages, temperature=0, user="someone")).json()
+    assert body["choices"][0]["message"]["content"] == "You said: second\nquestion"
+
+
+async def test_seed_makes_sampling_reproducible(client) -> None:
+    replies = set()
+    for _ in range(3):
+        body = await (await chat(client, temperature=1.0, seed=1234)).json()
+        replies.add(body["choices"][0]["message"]["content"])
+    assert len(replies) == 1
+
+
+async def test_sampling_values_within_range_are_accepted(client) -> None:
+    response = await chat(client, temperature=0.7, top_p=0.9, presence_penalty=0.5, frequency_penalty=-0.5, seed=7)
+    assert response.status == 200, await response.text()
+
+
+async def test_streaming_matches_non_streaming_and_follows_openai_chunks(client) -> None:
+    full = await (await chat(client, temperature=0)).json()
+    response = await chat(client, temperature=0, stream=True, stream_options={"include_usage": True})
+    assert response.status == 200
+    events = await sse_events(response)
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+    assert len({chunk["id"] for chunk in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    usage_chunk = chunks[-1]
+    assert usage_chunk["choices"] == []
+    assert usage_chunk["usage"] == full["usage"]
+    content_chunks = chunks[:-1]
+    assert all("usage" not in chunk for chunk in content_chunks)
+    text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in content_chunks)
+    assert text == full["choices"][0]["message"]["content"]
+    finish = [chunk["choices"][0]["finish_reason"] for chunk in content_chunks]
+    assert finish[-1] == "stop"
+    assert set(finish[:-1]) == {None}
+    assert len(content_chunks) > 3  # really streamed, token by token
+
+
+async def test_streaming_without_usage_option_sends_no_usage_chunk(client) -> None:
+    events = await sse_events(await chat(client, temperature=0, stream=True, max_tokens=5))
+    chunks = events[:-1]
+    assert all(chunk["choices"] for chunk in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+async def test_streamed_multibyte_text_is_intact(client) -> None:
+    messages = user("Café 東京 😀")
+    events = await sse_events(await chat(client, messages=messages, temperature=0, stream=True))
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e["choices"])
+    assert text == "You said: Café 東京 😀"
+    assert "\ufffd" not in text
+
+
+async def test_legacy_backend_without_counts_gets_inferred_finish_and_tokenizer_usage(client, tokenizer) -> None:
+    body = await (await chat(client, model="vllm_legacy", temperature=0)).json()
+    assert body["choices"][0]["message"]["content"] == REPLY
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"]["completion_tokens"] == len(tokenizer.encode(REPLY, add_special_tokens=False))
+    short = await (await chat(client, model="vllm_legacy", temperature=0, max_tokens=3, stream=True)).read()
+    assert b'"finish_reason":"length"' in short

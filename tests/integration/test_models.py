@@ -1,0 +1,41 @@
+"""GET /v1/models and /v1/models/{id}"""
+
+from __future__ import annotations
+
+
+async def test_lists_only_text_generation_models(client) -> None:
+    response = await client.get("/v1/models")
+    assert response.status == 200
+    body = await response.json()
+    assert body["object"] == "list"
+    ids = [card["id"] for card in body["data"]]
+    assert ids == ["vllm_legacy", "vllm_model", "vllm_slow"]
+    for card in body["data"]:
+        assert card["object"] == "model"
+        assert card["owned_by"] == "triton"
+        assert isinstance(card["created"], int)
+
+
+async def test_retrieve_model(client) -> None:
+    response = await client.get("/v1/models/vllm_model")
+    assert response.status == 200
+    assert (await response.json())["id"] == "vllm_model"
+
+
+async def test_retrieve_unknown_or_non_llm_model_is_404(client) -> None:
+    for name in ("no_such_model", "add_sub"):
+        response = await client.get(f"/v1/models/{name}")
+        assert response.status == 404
+        error = (await response.json())["error"]
+        assert error["param"] == "model"
+        assert name in error["message"]
+
+
+async def test_inference_on_a_non_llm_model_is_a_clear_400(client) -> None:
+    response = await client.post(
+        "/v1/chat/completions", json={"model": "add_sub", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["code"] == "model_not_supported"
+    assert "add_sub" in error["message"]
