@@ -1,0 +1,87 @@
+"""The gateway starts without Triton, reports it, and recovers when Triton comes and goes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.app import create_app
+from gateway.localtriton import LocalTriton, free_port
+from tests.conftest import MODEL_REPOSITORY, TOKENIZER_DIR, VLLM_BACKEND, sse_events, user
+
+
+@pytest.fixture
+def offline_triton() -> Iterator[LocalTriton]:
+    """A tritonserver whose ports are fixed but which is not started yet."""
+    server = LocalTriton(
+        model_repository=MODEL_REPOSITORY,
+        python_backends=[VLLM_BACKEND],
+        grpc_port=free_port(),
+        http_port=free_port(),
+        metrics_port=free_port(),
+    )
+    yield server
+    server.cleanup()
+
+
+async def _eventually(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+async def test_gateway_survives_triton_absence_and_restarts(aiohttp_client, offline_triton) -> None:  # type: ignore[no-untyped-def]
+    from gateway.settings import Settings
+
+    settings = Settings(
+        triton_url=offline_triton.grpc_url, tokenizer=(str(TOKENIZER_DIR),), model_refresh_interval=0.3
+    )
+    client = await aiohttp_client(create_app(settings))
+    chat = {"model": "vllm_model", "messages": user("Hello there"), "temperature": 0}
+
+    # Triton is not there: alive, not ready, requests get 503 envelopes.
+    assert (await client.get("/health/live")).status == 200
+    assert (await client.get("/health/ready")).status == 503
+    response = await client.post("/v1/chat/completions", json=chat)
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "backend_unavailable"
+    assert (await client.get("/v1/models")).status == 503
+
+    # Triton comes up: ready, and requests work without restarting the gateway.
+    await asyncio.to_thread(offline_triton.start)
+
+    async def serving() -> bool:
+        response = await client.post("/v1/chat/completions", json=chat)
+        return response.status == 200
+
+    await _eventually(serving)
+    assert (await client.get("/health/ready")).status == 200
+
+    # Triton dies mid-stream: the stream ends with an error event and [DONE].
+    slow = {"model": "vllm_slow", "messages": user("keep talking " * 20), "stream": True, "max_tokens": 200}
+    response = await client.post("/v1/chat/completions", json=slow)
+    assert response.status == 200
+    await response.content.readline()
+    assert offline_triton.process is not None
+    offline_triton.process.send_signal(signal.SIGKILL)
+    events = await sse_events(response)
+    assert events[-1] == "[DONE]"
+    assert "error" in events[-2]
+    assert events[-2]["error"]["type"] == "server_error"
+    offline_triton.stop()
+
+    response = await client.post("/v1/chat/completions", json=chat)
+    assert response.status == 503
+    assert (await client.get("/health/ready")).status == 503
+
+    # Triton is back on the same address: the gateway serves again by itself.
+    await asyncio.to_thread(offline_triton.start)
+    await _eventually(serving)
+    assert (await client.get("/health/ready")).status == 200
