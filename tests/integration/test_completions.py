@@ -40,7 +40,9 @@ async def test_completion_length_and_single_element_prompt_list(client) -> None:
 
 async def test_streamed_completion_equals_non_streamed(client) -> None:
     full = await (await complete(client, temperature=0, stop=["time"])).json()
-    events = await sse_events(await complete(client, temperature=0, stop=["time"], stream=True, stream_options={"include_usage": True}))
+    events = await sse_events(
+        await complete(client, temperature=0, stop=["time"], stream=True, stream_options={"include_usage": True})
+    )
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
     assert all(chunk["object"] == "text_completion" for chunk in chunks)

@@ -87,7 +87,9 @@ def test_the_readme_has_curl_examples() -> None:
 
 @pytest.mark.parametrize("snippet", CURL_EXAMPLES)
 def test_readme_curl_examples_work_as_written(demo: Demo, snippet: str) -> None:
-    result = subprocess.run(["bash", "-c", demo.localize(snippet)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["bash", "-c", demo.localize(snippet)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert '"error"' not in result.stdout, result.stdout
     assert "vllm-stand-in" in result.stdout
@@ -95,7 +97,9 @@ def test_readme_curl_examples_work_as_written(demo: Demo, snippet: str) -> None:
 
 def test_readme_python_example_works_as_written(demo: Demo) -> None:
     [snippet] = readme_blocks("python")
-    result = subprocess.run([sys.executable, "-c", demo.localize(snippet)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", demo.localize(snippet)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
     # The stand-in repeats the message after an opening drawn at random (temperature 1).
     first, streamed = result.stdout.splitlines()[:2]

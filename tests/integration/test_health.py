@@ -43,7 +43,9 @@ async def test_disconnected_non_streaming_client_cancels_its_triton_request(gate
     body = {"model": "vllm_slow", "messages": LONG, "max_tokens": 200}
     async with aiohttp.ClientSession() as session:
         try:
-            await session.post(f"{gateway_process}/v1/chat/completions", json=body, timeout=aiohttp.ClientTimeout(total=1))
+            await session.post(
+                f"{gateway_process}/v1/chat/completions", json=body, timeout=aiohttp.ClientTimeout(total=1)
+            )
         except TimeoutError:
             pass
     deadline = time.monotonic() + 15

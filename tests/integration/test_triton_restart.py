@@ -40,9 +40,7 @@ async def _eventually(check, timeout: float = 30.0) -> None:  # type: ignore[no-
 async def test_gateway_survives_triton_absence_and_restarts(aiohttp_client, offline_triton) -> None:  # type: ignore[no-untyped-def]
     from gateway.settings import Settings
 
-    settings = Settings(
-        triton_url=offline_triton.grpc_url, tokenizer=(str(TOKENIZER_DIR),), model_refresh_interval=0.3
-    )
+    settings = Settings(triton_url=offline_triton.grpc_url, tokenizer=(str(TOKENIZER_DIR),), model_refresh_interval=0.3)
     client = await aiohttp_client(create_app(settings))
     chat = {"model": "vllm_model", "messages": user("Hello there"), "temperature": 0}
 

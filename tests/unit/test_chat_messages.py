@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.chat.template import TokenizerStore
+from gateway.errors import InvalidRequest
+from gateway.http.chat import template_messages
+from schemas.requests import ChatMessage, ImagePart, ImageURL, TextPart
+
+TOKENIZER = str(Path(__file__).resolve().parents[2] / "deploy" / "tokenizer")
+
+
+def test_messages_become_template_dicts() -> None:
+    messages = [
+        ChatMessage(role="developer", content="rules"),
+        ChatMessage(role="user", content=[TextPart("a"), TextPart("b")], name="ann"),
+        ChatMessage(role="assistant", content=None),
+        ChatMessage(role="tool", content="42", tool_call_id="call_1"),
+    ]
+    assert template_messages(messages) == [
+        {"role": "system", "content": "rules"},
+        {"role": "user", "content": "a\nb", "name": "ann"},
+        {"role": "assistant", "content": ""},
+        {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+    ]
+
+
+def test_unsupported_message_content_is_named() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        template_messages([ChatMessage(role="user", content=[TextPart("a"), ImagePart(ImageURL("u"))])])
+    assert caught.value.param == "messages[0].content[1]"
+    with pytest.raises(InvalidRequest) as caught:
+        template_messages([ChatMessage(role="system", content="s"), ChatMessage(role="user")])
+    assert caught.value.param == "messages[1].content"
+
+
+def test_tokenizer_specs_per_model_and_default() -> None:
+    store = TokenizerStore(["/default", "special=/other"])
+    assert store.source_for("special") == "/other"
+    assert store.source_for("anything") == "/default"
+    assert TokenizerStore([]).source_for("x") is None
+
+
+def test_render_and_count() -> None:
+    store = TokenizerStore([TOKENIZER])
+    prompt = store.render_chat("m", [{"role": "user", "content": "hi"}])
+    assert prompt.endswith("<|user|>\nhi<|end|>\n<|assistant|>\n")
+    count = store.counter("m")
+    assert count is not None and count("hi there") > 0
+
+
+def test_chat_template_flag_replaces_the_tokenizers(tmp_path: Path) -> None:
+    template = tmp_path / "t.jinja"
+    template.write_text("{% for m in messages %}[{{ m['content'] }}]{% endfor %}")
+    store = TokenizerStore([TOKENIZER], chat_template=template)
+    assert store.render_chat("m", [{"role": "user", "content": "hi"}]) == "[hi]"
+
+
+def test_template_errors_and_missing_tokenizer_are_400(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        TokenizerStore([]).render_chat("m", [{"role": "user", "content": "hi"}])
+    assert caught.value.code == "chat_template_unavailable"
+    template = tmp_path / "t.jinja"
+    template.write_text("{{ raise_exception('roles must alternate') }}")
+    with pytest.raises(InvalidRequest) as caught:
+        TokenizerStore([TOKENIZER], chat_template=template).render_chat("m", [{"role": "user", "content": "x"}])
+    assert "roles must alternate" in caught.value.message

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from gateway.triton.flavours import BackendFamily, Flavour
+from gateway.triton.registry import model_info_from_config
+
+
+def config(name: str, backend: str, inputs: dict[str, int], max_batch_size: int = 0) -> mc.ModelConfig:
+    message = mc.ModelConfig(name=name, backend=backend, max_batch_size=max_batch_size)
+    for input_name, data_type in inputs.items():
+        message.input.add(name=input_name, data_type=data_type, dims=[1], optional=input_name != "text_input")
+    message.output.add(name="text_output", data_type=mc.TYPE_STRING, dims=[-1])
+    message.model_transaction_policy.decoupled = True
+    return message
+
+
+def test_vllm_config_becomes_model_info() -> None:
+    info, flavour = model_info_from_config(
+        config("llm", "vllm", {"text_input": mc.TYPE_STRING, "stream": mc.TYPE_BOOL}), "3", None
+    )
+    assert flavour is Flavour.VLLM and info is not None
+    assert info.name == "llm" and info.version == "3" and info.decoupled
+    assert info.inputs["text_input"].datatype == "BYTES" and not info.inputs["text_input"].optional
+    assert info.inputs["stream"].datatype == "BOOL" and info.inputs["stream"].optional
+    assert info.accepts("stream") and not info.accepts("max_tokens")
+    assert info.outputs == frozenset({"text_output"})
+
+
+def test_trtllm_inputs_keep_their_datatypes() -> None:
+    inputs = {"text_input": mc.TYPE_STRING, "max_tokens": mc.TYPE_INT32, "seed": mc.TYPE_UINT64}
+    info, flavour = model_info_from_config(config("bls", "python", inputs, 64), "1", None)
+    assert flavour is Flavour.TRTLLM_BLS and info is not None
+    assert info.max_batch_size == 64
+    assert (info.inputs["max_tokens"].datatype, info.inputs["seed"].datatype) == ("INT32", "UINT64")
+
+
+def test_non_llm_model_gives_no_info() -> None:
+    info, flavour = model_info_from_config(config("add", "python", {"INPUT0": mc.TYPE_FP32}), "1", BackendFamily.VLLM)
+    assert info is None and flavour is None

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import json
+
+from gateway.errors import BackendError
+from gateway.http.chat import ChatStreamFormatter
+from gateway.http.completions import CompletionStreamFormatter
+from gateway.sse import ChunkFramer, error_frame
+from schemas.responses import ChatChunkChoice, ChatCompletionChunk, ChatDelta, Usage
+
+
+def parse(frame: bytes) -> dict:
+    assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
+    return json.loads(frame[6:-2])
+
+
+def test_framed_chunk_equals_the_whole_struct_encoded() -> None:
+    envelope = ChatCompletionChunk(id="chatcmpl-1", object="chat.completion.chunk", created=5, model='m"1', choices=[])
+    framer = ChunkFramer(envelope)
+    first = framer.frame(ChatChunkChoice(0, ChatDelta(content="héllo")))
+    second = framer.frame(ChatChunkChoice(0, ChatDelta(), "stop"))
+    assert parse(first) == {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 5,
+        "model": 'm"1',
+        "choices": [{"index": 0, "delta": {"content": "héllo"}, "finish_reason": None, "logprobs": None}],
+    }
+    assert parse(second)["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}
+    assert parse(first)["choices"][0]["delta"]["content"] == "héllo"  # the buffer reuse left `first` intact
+
+
+def test_chat_formatter_opening_and_usage() -> None:
+    formatter = ChatStreamFormatter("chatcmpl-1", 5, "m")
+    assert parse(formatter.opening())["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    usage = parse(formatter.usage_chunk(Usage(1, 2, 3)))
+    assert usage["choices"] == [] and usage["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    assert "usage" not in parse(formatter.chunk("x", None))
+
+
+def test_completion_formatter() -> None:
+    formatter = CompletionStreamFormatter("cmpl-1", 5, "m")
+    assert formatter.opening() is None
+    chunk = parse(formatter.chunk("abc", "length"))
+    assert chunk["object"] == "text_completion"
+    assert chunk["choices"] == [{"index": 0, "text": "abc", "finish_reason": "length", "logprobs": None}]
+
+
+def test_error_frame() -> None:
+    assert parse(error_frame(BackendError("boom")))["error"]["message"] == "boom"

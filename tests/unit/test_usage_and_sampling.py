@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.backends.base import Delta
+from gateway.errors import InvalidRequest
+from gateway.http.sampling import check_common, generation_request, stop_strings
+from gateway.usage import UsageTracker
+from schemas.requests import CompletionRequest, StreamOptions
+from schemas.responses import Usage
+
+
+def test_usage_sums_backend_counts() -> None:
+    tracker = UsageTracker()
+    for delta in (Delta("a", None, 5, 1), Delta("b", None, 5, 2), Delta("", "stop", 5, 1)):
+        tracker.add(delta)
+    assert tracker.usage("prompt", "ab", None) == Usage(5, 4, 9)
+
+
+def test_usage_counts_with_the_tokenizer_only_what_is_missing() -> None:
+    tracker = UsageTracker()
+    tracker.add(Delta("a b c", "stop"))
+    assert tracker.usage("x y", "a b c", lambda text: len(text.split())) == Usage(2, 3, 5)
+    assert tracker.usage("x y", "a b c", None) is None
+
+
+def test_stop_strings() -> None:
+    assert stop_strings(None) == []
+    assert stop_strings("x") == ["x"]
+    assert stop_strings(["a", "", "b"]) == ["a", "b"]
+
+
+def test_generation_request_takes_the_sampling_fields() -> None:
+    body = CompletionRequest(model="m", prompt="p", temperature=0.2, top_p=0.9, seed=4, stop="s", stream=True)
+    generation = generation_request(body, request_id="id", prompt="p", max_tokens=7)
+    assert (generation.temperature, generation.top_p, generation.seed, generation.stop) == (0.2, 0.9, 4, ["s"])
+    assert generation.stream and generation.max_tokens == 7 and generation.request_id == "id"
+
+
+def test_stream_options_need_stream() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        check_common(CompletionRequest(model="m", prompt="p", stream_options=StreamOptions(include_usage=True)))
+    assert caught.value.param == "stream_options"

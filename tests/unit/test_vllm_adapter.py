@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from tritonclient.grpc import service_pb2 as pb
+
+from gateway.backends.base import GenerationRequest
+from gateway.backends.vllm import VllmAdapter
+from gateway.errors import BackendError, BackendUnavailable, InvalidRequest, NotFound
+from gateway.triton import tensors
+from gateway.triton.flavours import Flavour
+from gateway.triton.registry import ModelInfo, TensorSpec
+
+ALL_INPUTS = [
+    "text_input",
+    "stream",
+    "sampling_parameters",
+    "exclude_input_in_output",
+    "return_finish_reason",
+    "return_num_input_tokens",
+    "return_num_output_tokens",
+    "return_logprobs",
+]
+
+
+def model(inputs: list[str], max_batch_size: int = 0) -> ModelInfo:
+    specs = {name: TensorSpec(name, "BYTES", (1,), name != "text_input") for name in inputs}
+    return ModelInfo(
+        name="m",
+        version="1",
+        flavour=Flavour.VLLM,
+        backend="vllm",
+        platform="",
+        max_batch_size=max_batch_size,
+        decoupled=True,
+        inputs=specs,
+        outputs=frozenset({"text_output"}),
+        parameters={},
+    )
+
+
+def request(**overrides) -> GenerationRequest:  # type: ignore[no-untyped-def]
+    values = {"request_id": "r1", "prompt": "hi", "stream": True, "max_tokens": 8}
+    values.update(overrides)
+    return GenerationRequest(**values)
+
+
+def inputs_of(message: pb.ModelInferRequest) -> dict[str, tuple[str, list[int], bytes]]:
+    return {
+        tensor.name: (tensor.datatype, list(tensor.shape), raw)
+        for tensor, raw in zip(message.inputs, message.raw_input_contents, strict=True)
+    }
+
+
+def test_request_carries_declared_inputs_and_sampling_json() -> None:
+    message = VllmAdapter(model(ALL_INPUTS)).build_request(
+        request(temperature=0.5, seed=3, stop=["x"], top_p=None, presence_penalty=0.0)
+    )
+    assert message.model_name == "m" and message.id == "r1"
+    inputs = inputs_of(message)
+    assert inputs["text_input"] == ("BYTES", [1], tensors.encode_one_bytes(b"hi"))
+    assert inputs["stream"] == ("BOOL", [1], b"\x01")
+    assert inputs["exclude_input_in_output"] == ("BOOL", [1], b"\x01")
+    assert inputs["return_finish_reason"][2] == b"\x01"
+    assert "return_logprobs" not in inputs  # not needed: nothing asks for logprobs
+    params = json.loads(tensors.decode_first_bytes(inputs["sampling_parameters"][2]))
+    # Unset values are left out (the backend would int(None)); set ones are JSON numbers.
+    assert params == {"max_tokens": 8, "temperature": 0.5, "presence_penalty": 0.0, "seed": 3, "stop": ["x"]}
+
+
+def test_only_declared_inputs_are_sent_and_batch_dimension_follows_config() -> None:
+    legacy = VllmAdapter(model(["text_input", "stream", "sampling_parameters"], max_batch_size=4))
+    inputs = inputs_of(legacy.build_request(request()))
+    assert set(inputs) == {"text_input", "stream", "sampling_parameters"}
+    assert all(shape == [1, 1] for _, shape, _ in inputs.values())
+
+
+def response(outputs: dict[str, tuple[str, bytes]]) -> pb.ModelInferResponse:
+    message = pb.ModelInferResponse(model_name="m", id="r1")
+    for name, (datatype, raw) in outputs.items():
+        tensor = message.outputs.add()
+        tensor.name = name
+        tensor.datatype = datatype
+        message.raw_output_contents.append(raw)
+    return message
+
+
+def vllm_response(text: str, finish: str, n_in: int = 4, n_out: int = 1) -> pb.ModelInferResponse:
+    return response(
+        {
+            "text_output": ("BYTES", tensors.encode_one_bytes(text.encode())),
+            "finish_reason": ("BYTES", tensors.encode_one_bytes(finish.encode())),
+            "num_input_tokens": ("UINT32", tensors.encode_numbers([n_in], "UINT32")),
+            "num_output_tokens": ("UINT32", tensors.encode_numbers([n_out], "UINT32")),
+        }
+    )
+
+
+def test_reader_streams_deltas_until_the_backend_finish_reason() -> None:
+    reader = VllmAdapter(model(ALL_INPUTS)).reader(request(), None)
+    first = reader.read(vllm_response("Hel", "None"), final=False)
+    assert (first.text, first.finish_reason, first.prompt_tokens, first.completion_tokens) == ("Hel", None, 4, 1)
+    last = reader.read(vllm_response("", "length", n_out=1), final=True)
+    assert last.finish_reason == "length"
+
+
+@pytest.mark.parametrize(("vllm", "openai"), [("stop", "stop"), ("length", "length"), ("repetition", "stop")])
+def test_finish_reasons_map_to_openai(vllm: str, openai: str) -> None:
+    reader = VllmAdapter(model(ALL_INPUTS)).reader(request(), None)
+    assert reader.read(vllm_response("x", vllm), final=True).finish_reason == openai
+
+
+@pytest.mark.parametrize("reason", ["abort", "error"])
+def test_aborted_generation_is_an_error(reason: str) -> None:
+    reader = VllmAdapter(model(ALL_INPUTS)).reader(request(), None)
+    with pytest.raises(BackendError):
+        reader.read(vllm_response("x", reason), final=True)
+
+
+def test_prompt_is_stripped_when_the_backend_cannot_exclude_it() -> None:
+    adapter = VllmAdapter(model(["text_input", "stream", "sampling_parameters"]))
+    reader = adapter.reader(request(stream=False, prompt="Say hi"), None)
+    only_text = response({"text_output": ("BYTES", tensors.encode_one_bytes(b"Say hi. Hi!"))})
+    assert reader.read(only_text, final=True).text == ". Hi!"
+
+
+def test_legacy_finish_reason_is_inferred_from_the_token_count() -> None:
+    adapter = VllmAdapter(model(["text_input", "stream", "sampling_parameters"]))
+    count_words = lambda text: len(text.split())
+    text = lambda value: response({"text_output": ("BYTES", tensors.encode_one_bytes(value))})
+    reader = adapter.reader(request(max_tokens=3), count_words)
+    assert reader.read(text(b"one two "), final=False).finish_reason is None
+    assert reader.read(text(b"three"), final=True).finish_reason == "length"
+    reader = adapter.reader(request(max_tokens=3), count_words)
+    assert reader.read(text(b"one"), final=True).finish_reason == "stop"
+
+
+def test_empty_final_response_ends_the_request() -> None:
+    reader = VllmAdapter(model(ALL_INPUTS)).reader(request(max_tokens=1), None)
+    reader.read(vllm_response("x", "None"), final=False)
+    assert reader.read(pb.ModelInferResponse(), final=True).finish_reason == "length"
+
+
+def test_error_translation() -> None:
+    adapter = VllmAdapter(model(ALL_INPUTS))
+    unhelpful = adapter.translate_error("Error generating stream: 'NoneType' object has no attribute 'lora_name'")
+    assert isinstance(unhelpful, InvalidRequest) and "lora_name" not in unhelpful.message
+    assert isinstance(adapter.translate_error("Request for unknown model: 'm' is not found"), NotFound)
+    assert isinstance(adapter.translate_error("Request for model 'm' is not ready"), BackendUnavailable)
+    too_long = adapter.translate_error(
+        "Error generating stream: The decoder prompt (length 300) is longer than the maximum model length of 256."
+    )
+    assert isinstance(too_long, InvalidRequest) and too_long.code == "context_length_exceeded"
+    lora = adapter.translate_error("LoRA feature is not enabled.")
+    assert isinstance(lora, InvalidRequest) and lora.param == "model"
+    other = adapter.translate_error("Error generating stream: CUDA out of memory")
+    assert isinstance(other, BackendError) and other.message.endswith("CUDA out of memory")
