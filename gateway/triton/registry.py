@@ -119,21 +119,24 @@ class ModelRegistry:
         info = self._models.get(name)
         if info is not None:
             return info
-        if time.monotonic() - self._last_refresh >= self._min_refresh_gap:
-            await self.refresh()  # raises BackendUnavailable while Triton is away
-            info = self._models.get(name)
-            if info is not None:
-                return info
-        elif self._last_failure is not None:
-            raise BackendUnavailable(self._last_failure)
+        await self.refresh(max_age=self._min_refresh_gap)  # raises BackendUnavailable while Triton is away
+        info = self._models.get(name)
+        if info is not None:
+            return info
         reason = self._not_served.get(name)
         if reason is not None:
             raise NotServable(name, reason)
         raise ModelNotFound(name)
 
-    async def refresh(self) -> None:
-        """Re-read Triton's repository; raises BackendUnavailable when Triton is away."""
+    async def refresh(self, max_age: float = 0.0) -> None:
+        """Re-read Triton's repository unless that was done less than `max_age` seconds
+        ago (so a burst of unknown names costs one refresh); raises BackendUnavailable
+        when Triton is away."""
         async with self._refresh_lock:
+            if time.monotonic() - self._last_refresh < max_age:
+                if self._last_failure is not None:
+                    raise BackendUnavailable(self._last_failure)
+                return
             self._last_refresh = time.monotonic()
             try:
                 index = await self._client.repository_index()

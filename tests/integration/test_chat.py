@@ -137,3 +137,20 @@ async def test_legacy_backend_without_counts_gets_inferred_finish_and_tokenizer_
     assert body["usage"]["completion_tokens"] == len(tokenizer.encode(REPLY, add_special_tokens=False))
     short = await (await chat(client, model="vllm_legacy", temperature=0, max_tokens=3, stream=True)).read()
     assert b'"finish_reason":"length"' in short
+
+
+async def test_every_value_the_gateway_accepts_is_accepted_by_the_backend(client) -> None:
+    edges = [
+        {"temperature": 0.0, "top_p": 1.0},
+        {"temperature": 2.0, "top_p": 1e-6},
+        {"presence_penalty": -2.0, "frequency_penalty": 2.0},
+        {"presence_penalty": 2.0, "frequency_penalty": -2.0},
+        {"seed": -(2**63)},
+        {"seed": 2**63 - 1},
+        {"max_tokens": 1},
+        {"stop": ["x"] * 16},
+        {"stop": ""},
+    ]
+    for edge in edges:
+        response = await chat(client, **edge)
+        assert response.status == 200, (edge, await response.text())
