@@ -51,6 +51,10 @@ async def test_gateway_survives_triton_absence_and_restarts(aiohttp_client, offl
     assert response.status == 503
     assert (await response.json())["error"]["code"] == "backend_unavailable"
     assert (await client.get("/v1/models")).status == 503
+    # A stream that cannot start is an ordinary error response, not an event stream.
+    response = await client.post("/v1/chat/completions", json={**chat, "stream": True})
+    assert response.status == 503
+    assert response.headers["Content-Type"].startswith("application/json")
 
     # Triton comes up: ready, and requests work without restarting the gateway.
     await asyncio.to_thread(offline_triton.start)
