@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -23,6 +24,13 @@ from gateway.settings import Settings
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 log = logging.getLogger("gateway.demo")
+
+
+def stand_in_triton(model_repository: Path, **options: Any) -> LocalTriton:
+    """A local tritonserver with this project's stand-in backends (`vllm`, `tensorrtllm`)
+    and the stand-ins' shared code importable by Python models."""
+    backends = [DEPLOY / "backends" / "vllm", DEPLOY / "backends" / "tensorrtllm"]
+    return LocalTriton(model_repository=model_repository, python_backends=backends, python_path=[DEPLOY], **options)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     die_with_parent()  # if `make` is killed, stop too (and so stop tritonserver)
     configure_logging(args.log_level)
-    triton = LocalTriton(model_repository=args.model_repository, python_backends=[DEPLOY / "backends" / "vllm"])
+    triton = stand_in_triton(args.model_repository)
     log.info("starting tritonserver with %s", args.model_repository)
     try:
         triton.start()

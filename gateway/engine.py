@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
-from gateway.backends.base import BackendAdapter, Delta, GenerationRequest, TokenCounter
+from gateway.backends.base import BackendAdapter, Delta, GenerationRequest, TokenizerTools
+from gateway.backends.trtllm import TrtllmAdapter
 from gateway.backends.vllm import VllmAdapter
 from gateway.errors import BadGateway
 from gateway.triton.client import TritonClient, TritonErrorMessage
@@ -17,6 +18,9 @@ AdapterFactory = Callable[[ModelInfo], BackendAdapter]
 
 ADAPTERS: Mapping[Flavour, AdapterFactory] = {
     Flavour.VLLM: VllmAdapter,
+    Flavour.TRTLLM_ENSEMBLE: TrtllmAdapter,
+    Flavour.TRTLLM_BLS: TrtllmAdapter,
+    Flavour.TRTLLM_LLMAPI: TrtllmAdapter,
 }
 
 
@@ -48,13 +52,13 @@ class Engine:
         return adapter
 
     async def stream(
-        self, model: ModelInfo, request: GenerationRequest, count_tokens: TokenCounter | None = None
+        self, model: ModelInfo, request: GenerationRequest, tokenizer: TokenizerTools | None = None
     ) -> AsyncIterator[Delta]:
         """Deltas of one request, the last one with a finish_reason. Close the iterator
-        (e.g. with contextlib.aclosing) to cancel the request on Triton. `count_tokens`
-        lets adapters infer what a model does not report."""
+        (e.g. with contextlib.aclosing) to cancel the request on Triton. The model's
+        `tokenizer` lets adapters work out what a model does not report."""
         adapter = self.adapter(model)
-        reader = adapter.reader(request, count_tokens)
+        reader = adapter.reader(request, tokenizer)
         async with self._client.stream(adapter.build_request(request)) as responses:
             try:
                 async for response in responses:
@@ -67,14 +71,14 @@ class Engine:
         raise BadGateway("The model's responses ended without a finish reason.")
 
     async def generate(
-        self, model: ModelInfo, request: GenerationRequest, count_tokens: TokenCounter | None = None
+        self, model: ModelInfo, request: GenerationRequest, tokenizer: TokenizerTools | None = None
     ) -> Generation:
         """Run a request to its end and join its deltas."""
         parts: list[str] = []
         prompt_tokens: int | None = None
         completion_tokens: int | None = None
         finish_reason = "stop"
-        async for delta in self.stream(model, request, count_tokens):
+        async for delta in self.stream(model, request, tokenizer):
             parts.append(delta.text)
             if delta.prompt_tokens is not None:
                 prompt_tokens = delta.prompt_tokens

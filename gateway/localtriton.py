@@ -110,6 +110,7 @@ class LocalTriton:
 
     model_repository: Path
     python_backends: Sequence[Path] = ()
+    python_path: Sequence[Path] = ()  # importable by the Python models (PYTHONPATH)
     model_control_mode: str = "none"
     load_models: Sequence[str] = ()
     grpc_port: int = 0
@@ -152,7 +153,7 @@ class LocalTriton:
                 self.stop()
                 if "already in use" in log and attempt < 2:
                     continue
-                raise TritonStartError(f"tritonserver did not start:\n{log[-4000:]}") from None
+                raise TritonStartError(f"tritonserver did not start:\n{log[-12000:]}") from None
 
     def _pick_ports(self, fresh: bool) -> None:
         if fresh or not self.grpc_port:
@@ -189,7 +190,7 @@ class LocalTriton:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=_server_environment(wheel),
+            env=_server_environment(wheel, self.python_path),
             preexec_fn=die_with_parent,  # noqa: PLW1509 - prctl only, no threads involved
         )
         log_file.close()
@@ -255,9 +256,11 @@ class LocalTriton:
             self.cleanup()
 
 
-def _server_environment(wheel: TritonWheel) -> dict[str, str]:
+def _server_environment(wheel: TritonWheel, python_path: Sequence[Path]) -> dict[str, str]:
     """PATH and LD_LIBRARY_PATH so the stub runs this interpreter with its packages."""
     env = dict(os.environ)
+    if python_path:
+        env["PYTHONPATH"] = os.pathsep.join([*map(str, python_path), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")])
     libdir = sysconfig.get_config_var("LIBDIR") or ""

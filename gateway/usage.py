@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.backends.base import Delta, TokenCounter
+from gateway.backends.base import Delta, TokenizerTools
 from schemas.responses import Usage
 
 
@@ -21,15 +21,15 @@ class UsageTracker:
         if delta.completion_tokens is not None:
             self.completion_tokens = (self.completion_tokens or 0) + delta.completion_tokens
 
-    def usage(self, prompt: str, completion: str, count: TokenCounter | None) -> Usage | None:
-        """The usage object; counts the model did not report are taken with `count`
-        (None when there is neither)."""
+    def usage(self, prompt: str, completion: str, tokenizer: TokenizerTools | None) -> Usage | None:
+        """The usage object; counts the model did not report are taken with the model's
+        tokenizer (None when there is neither)."""
         prompt_tokens = self.prompt_tokens
         completion_tokens = self.completion_tokens
         if prompt_tokens is None:
-            prompt_tokens = count(prompt) if count else None
+            prompt_tokens = tokenizer.count_tokens(prompt) if tokenizer else None
         if completion_tokens is None:
-            completion_tokens = count(completion) if count else None
+            completion_tokens = tokenizer.count_tokens(completion) if tokenizer else None
         if prompt_tokens is None or completion_tokens is None:
             return None
         return Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)

@@ -16,19 +16,19 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.demo import stand_in_triton
 from gateway.localtriton import LocalTriton, free_port
 from gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_REPOSITORY = ROOT / "tests" / "model_repository"
-VLLM_BACKEND = ROOT / "deploy" / "backends" / "vllm"
 TOKENIZER_DIR = ROOT / "deploy" / "tokenizer"
 
 
 @pytest.fixture(scope="session")
 def triton() -> Iterator[LocalTriton]:
     """A real tritonserver with tests/model_repository, shared by the whole session."""
-    server = LocalTriton(model_repository=MODEL_REPOSITORY, python_backends=[VLLM_BACKEND])
+    server = stand_in_triton(MODEL_REPOSITORY)
     with server.running():
         yield server
 
@@ -129,3 +129,13 @@ async def sse_events(response) -> list:  # type: ignore[no-untyped-def]
 
 def user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
+
+
+class WordTokenizer:
+    """A stand-in for a model's tokenizer in unit tests: one token per word."""
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def round_trip(self, text: str) -> str:
+        return text.replace("<s>", "")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,7 +40,15 @@ class Delta:
     completion_tokens: int | None = None
 
 
-TokenCounter = Callable[[str], int]
+class TokenizerTools(Protocol):
+    """What adapters and usage need of a model's tokenizer."""
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def round_trip(self, text: str) -> str:
+        """`text` encoded and decoded again, special tokens dropped (as a backend that
+        echoes the prompt through its detokenizer would show it)."""
+        ...
 
 
 class ResponseReader(Protocol):
@@ -53,7 +60,7 @@ class ResponseReader(Protocol):
 class BackendAdapter(Protocol):
     def build_request(self, request: GenerationRequest) -> pb.ModelInferRequest: ...
 
-    def reader(self, request: GenerationRequest, count_tokens: TokenCounter | None) -> ResponseReader: ...
+    def reader(self, request: GenerationRequest, tokenizer: TokenizerTools | None) -> ResponseReader: ...
 
     def translate_error(self, message: str) -> APIError: ...
 
@@ -78,6 +85,12 @@ class RequestBuilder:
 
     def add_bytes(self, name: str, value: bytes) -> None:
         self._add(name, "BYTES", 1, tensors.encode_one_bytes(value))
+
+    def add_bytes_list(self, name: str, values: list[bytes]) -> None:
+        self._add(name, "BYTES", len(values), tensors.encode_bytes(values))
+
+    def add_number(self, name: str, datatype: str, value: float) -> None:
+        self._add(name, datatype, 1, tensors.encode_numbers([value], datatype))
 
     def add_bool(self, name: str, value: bool) -> None:
         self._add(name, "BOOL", 1, b"\x01" if value else b"\x00")

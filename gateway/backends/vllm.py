@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import Delta, GenerationRequest, RequestBuilder, TokenCounter, output_indices
+from gateway.backends.base import Delta, GenerationRequest, RequestBuilder, TokenizerTools, output_indices
 from gateway.backends.errors import generic_backend_error, translate_triton_error
 from gateway.errors import APIError, BackendError, InvalidRequest
 from gateway.triton import tensors
@@ -68,9 +68,9 @@ class VllmAdapter:
         builder.add_bool_if_declared("return_num_output_tokens", True)
         return builder.message
 
-    def reader(self, request: GenerationRequest, count_tokens: TokenCounter | None) -> VllmResponseReader:
+    def reader(self, request: GenerationRequest, tokenizer: TokenizerTools | None) -> VllmResponseReader:
         strip_prompt = request.prompt if not (request.stream or self._excludes_input) else None
-        return VllmResponseReader(request.max_tokens, strip_prompt, count_tokens)
+        return VllmResponseReader(request.max_tokens, strip_prompt, tokenizer)
 
     def translate_error(self, message: str) -> APIError:
         known = translate_triton_error(message)
@@ -98,10 +98,10 @@ class VllmResponseReader:
     """Turns each vLLM-backend response into a Delta (streaming sends text deltas; a
     non-streaming response carries everything at once)."""
 
-    def __init__(self, max_tokens: int, strip_prompt: str | None, count_tokens: TokenCounter | None) -> None:
+    def __init__(self, max_tokens: int, strip_prompt: str | None, tokenizer: TokenizerTools | None) -> None:
         self._max_tokens = max_tokens
         self._strip_prompt = strip_prompt
-        self._count_tokens = count_tokens
+        self._tokenizer = tokenizer
         self._generated = 0
         self._uncounted: list[str] | None = None  # text kept only when the model reports no counts
         self._indices: dict[str, int] | None = None
@@ -150,6 +150,6 @@ class VllmResponseReader:
     def _inferred_finish_reason(self) -> str:
         """For backends older than r24.12 that report neither finish reason nor counts."""
         generated = self._generated
-        if self._uncounted is not None and self._count_tokens is not None:
-            generated = self._count_tokens("".join(self._uncounted))
+        if self._uncounted is not None and self._tokenizer is not None:
+            generated = self._tokenizer.count_tokens("".join(self._uncounted))
         return "length" if generated >= self._max_tokens else "stop"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.backends.base import TokenCounter
+from gateway.backends.base import TokenizerTools
 from gateway.errors import APIError, InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -99,13 +99,23 @@ class TokenizerStore:
             raise InvalidRequest(f"The chat template rejected the messages: {exc}", param="messages") from None
         return str(prompt)
 
-    def counter(self, model: str) -> TokenCounter | None:
-        """A function counting the tokens of a text, or None without a tokenizer."""
+    def tools(self, model: str) -> TokenizerTools | None:
+        """Token counting and prompt round trips for `model`, or None without a tokenizer."""
         tokenizer = self.tokenizer(model)
-        if tokenizer is None:
-            return None
+        return None if tokenizer is None else ModelTokenizer(tokenizer)
 
-        def count(text: str) -> int:
-            return len(tokenizer.encode(text, add_special_tokens=False))
 
-        return count
+class ModelTokenizer:
+    """A Hugging Face tokenizer seen through the TokenizerTools interface."""
+
+    __slots__ = ("_tokenizer",)
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def round_trip(self, text: str) -> str:
+        ids = self._tokenizer.encode(text, add_special_tokens=False)
+        return str(self._tokenizer.decode(ids, skip_special_tokens=True))

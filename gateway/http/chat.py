@@ -106,22 +106,22 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     max_tokens = body.max_completion_tokens or body.max_tokens or state.settings.default_max_tokens
     generation = generation_request(body, request_id=request_id, prompt=prompt, max_tokens=max_tokens)
 
-    count_tokens = state.tokenizers.counter(model.name)
+    tokenizer = state.tokenizers.tools(model.name)
 
     def resolve_usage(tracker: UsageTracker, completion: str) -> Usage | None:
-        return tracker.usage(prompt, completion, count_tokens)
+        return tracker.usage(prompt, completion, tokenizer)
 
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         return await serve_stream(
             request,
-            state.engine.stream(model, generation, count_tokens),
+            state.engine.stream(model, generation, tokenizer),
             ChatStreamFormatter(request_id, created, body.model),
             include_usage=include_usage,
             resolve_usage=resolve_usage,
         )
 
-    result = await state.engine.generate(model, generation, count_tokens)
+    result = await state.engine.generate(model, generation, tokenizer)
     tracker = UsageTracker()
     tracker.prompt_tokens, tracker.completion_tokens = result.prompt_tokens, result.completion_tokens
     completion = ChatCompletion(

@@ -163,8 +163,7 @@ class ModelRegistry:
                 if info is not None and flavour in self._served:
                     models[name] = info
                 else:
-                    kind = f"a {flavour} model" if flavour else "not a text-generation model"
-                    not_served[name] = f"v{version}: {kind}"
+                    not_served[name] = f"v{version}: {_not_served_reason(flavour)}"
             changed = models.keys() != self._models.keys()
             self._models = models
             self._not_served = not_served
@@ -208,6 +207,17 @@ class NotServable(APIError):
     def __init__(self, name: str, reason: str) -> None:
         why = reason.partition(": ")[2]
         super().__init__(f"The model '{name}' exists on Triton but cannot be used here: it is {why}.", param="model")
+
+
+def _not_served_reason(flavour: Flavour | None) -> str:
+    if flavour is Flavour.TRTLLM_TOKENS:
+        return (
+            "a token-level TensorRT-LLM model (token ids in and out); "
+            "use the pipeline's text model instead (e.g. 'ensemble' or 'tensorrt_llm_bls')"
+        )
+    if flavour is None:
+        return "not a text-generation model"
+    return f"a {flavour} model, which this gateway does not serve"
 
 
 def _version_key(version: str) -> int:

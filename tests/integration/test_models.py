@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 async def test_lists_only_text_generation_models(client) -> None:
     response = await client.get("/v1/models")
@@ -9,7 +11,15 @@ async def test_lists_only_text_generation_models(client) -> None:
     body = await response.json()
     assert body["object"] == "list"
     ids = [card["id"] for card in body["data"]]
-    assert ids == ["vllm_legacy", "vllm_model", "vllm_slow"]
+    assert ids == [
+        "ensemble",
+        "llmapi",
+        "tensorrt_llm_bls",
+        "tensorrt_llm_bls_accumulate",
+        "vllm_legacy",
+        "vllm_model",
+        "vllm_slow",
+    ]
     for card in body["data"]:
         assert card["object"] == "model"
         assert card["owned_by"] == "triton"
@@ -23,7 +33,7 @@ async def test_retrieve_model(client) -> None:
 
 
 async def test_retrieve_unknown_or_non_llm_model_is_404(client) -> None:
-    for name in ("no_such_model", "add_sub"):
+    for name in ("no_such_model", "add_sub", "preprocessing", "tensorrt_llm", "postprocessing"):
         response = await client.get(f"/v1/models/{name}")
         assert response.status == 404
         error = (await response.json())["error"]
@@ -31,11 +41,15 @@ async def test_retrieve_unknown_or_non_llm_model_is_404(client) -> None:
         assert name in error["message"]
 
 
-async def test_inference_on_a_non_llm_model_is_a_clear_400(client) -> None:
-    response = await client.post(
-        "/v1/chat/completions", json={"model": "add_sub", "messages": [{"role": "user", "content": "hi"}]}
-    )
-    assert response.status == 400
-    error = (await response.json())["error"]
-    assert error["code"] == "model_not_supported"
-    assert "add_sub" in error["message"]
+@pytest.mark.parametrize("name", ["add_sub", "preprocessing", "postprocessing", "tensorrt_llm"])
+async def test_inference_on_a_helper_or_non_llm_model_is_a_clear_400(client, name: str) -> None:
+    for path, body in (
+        ("/v1/chat/completions", {"model": name, "messages": [{"role": "user", "content": "hi"}]}),
+        ("/v1/completions", {"model": name, "prompt": "hi"}),
+    ):
+        response = await client.post(path, json=body)
+        assert response.status == 400
+        error = (await response.json())["error"]
+        assert error["code"] == "model_not_supported"
+        assert error["param"] == "model"
+        assert name in error["message"]

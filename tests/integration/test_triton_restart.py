@@ -10,16 +10,16 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.app import create_app
+from gateway.demo import stand_in_triton
 from gateway.localtriton import LocalTriton, free_port
-from tests.conftest import MODEL_REPOSITORY, TOKENIZER_DIR, VLLM_BACKEND, sse_events, user
+from tests.conftest import MODEL_REPOSITORY, TOKENIZER_DIR, sse_events, user
 
 
 @pytest.fixture
 def offline_triton() -> Iterator[LocalTriton]:
     """A tritonserver whose ports are fixed but which is not started yet."""
-    server = LocalTriton(
-        model_repository=MODEL_REPOSITORY,
-        python_backends=[VLLM_BACKEND],
+    server = stand_in_triton(
+        MODEL_REPOSITORY,
         grpc_port=free_port(),
         http_port=free_port(),
         metrics_port=free_port(),

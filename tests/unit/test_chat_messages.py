@@ -47,8 +47,9 @@ def test_render_and_count() -> None:
     store = TokenizerStore([TOKENIZER])
     prompt = store.render_chat("m", [{"role": "user", "content": "hi"}])
     assert prompt.endswith("<|user|>\nhi<|end|>\n<|assistant|>\n")
-    count = store.counter("m")
-    assert count is not None and count("hi there") > 0
+    tools = store.tools("m")
+    assert tools is not None and tools.count_tokens("hi there") > 0
+    assert tools.round_trip("<|user|>\nhi<|end|>") == "\nhi"  # special tokens dropped
 
 
 def test_chat_template_flag_replaces_the_tokenizers(tmp_path: Path) -> None:

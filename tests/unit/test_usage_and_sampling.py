@@ -8,6 +8,7 @@ from gateway.http.sampling import check_common, generation_request, stop_strings
 from gateway.usage import UsageTracker
 from schemas.requests import CompletionRequest, StreamOptions
 from schemas.responses import Usage
+from tests.conftest import WordTokenizer
 
 
 def test_usage_sums_backend_counts() -> None:
@@ -20,7 +21,7 @@ def test_usage_sums_backend_counts() -> None:
 def test_usage_counts_with_the_tokenizer_only_what_is_missing() -> None:
     tracker = UsageTracker()
     tracker.add(Delta("a b c", "stop"))
-    assert tracker.usage("x y", "a b c", lambda text: len(text.split())) == Usage(2, 3, 5)
+    assert tracker.usage("x y", "a b c", WordTokenizer()) == Usage(2, 3, 5)
     assert tracker.usage("x y", "a b c", None) is None
 
 

@@ -11,6 +11,7 @@ from gateway.errors import BackendError, BackendUnavailable, InvalidRequest, Not
 from gateway.triton import tensors
 from gateway.triton.flavours import Flavour
 from gateway.triton.registry import ModelInfo, TensorSpec
+from tests.conftest import WordTokenizer
 
 ALL_INPUTS = [
     "text_input",
@@ -127,12 +128,11 @@ def test_prompt_is_stripped_when_the_backend_cannot_exclude_it() -> None:
 
 def test_legacy_finish_reason_is_inferred_from_the_token_count() -> None:
     adapter = VllmAdapter(model(["text_input", "stream", "sampling_parameters"]))
-    count_words = lambda text: len(text.split())
     text = lambda value: response({"text_output": ("BYTES", tensors.encode_one_bytes(value))})
-    reader = adapter.reader(request(max_tokens=3), count_words)
+    reader = adapter.reader(request(max_tokens=3), WordTokenizer())
     assert reader.read(text(b"one two "), final=False).finish_reason is None
     assert reader.read(text(b"three"), final=True).finish_reason == "length"
-    reader = adapter.reader(request(max_tokens=3), count_words)
+    reader = adapter.reader(request(max_tokens=3), WordTokenizer())
     assert reader.read(text(b"one"), final=True).finish_reason == "stop"
 
 

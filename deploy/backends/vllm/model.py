@@ -29,17 +29,17 @@ import asyncio
 import json
 import math
 import os
-import random
+import sys
 import threading
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from tokenizers import Tokenizer
 
-_USER_MARK = "<|user|>\n"
-_END_MARK = "<|end|>"
-_OPENINGS = ("You said: ", "I heard: ", "Echo: ", "Repeating: ")
+# The Python-backend stub runs an isolated interpreter that ignores PYTHONPATH; honour it.
+sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+from standin.generation import Generation
+from standin.text import StandInTokenizer, reply_for, resolve
 
 # vLLM SamplingParams fields and the callable the vLLM backend coerces each with.
 _SCALAR_PARAMS: dict[str, type] = {
@@ -144,11 +144,8 @@ class TritonPythonModel:
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         with open(os.path.join(version_dir, "model.json")) as file:
             engine_args = json.load(file)
-        tokenizer_dir = os.path.normpath(os.path.join(version_dir, engine_args["model"]))
-        self.tokenizer = Tokenizer.from_file(os.path.join(tokenizer_dir, "tokenizer.json"))
-        with open(os.path.join(tokenizer_dir, "tokenizer_config.json")) as file:
-            eos_token = json.load(file)["eos_token"]
-        self.eos_id = self.tokenizer.token_to_id(eos_token)
+        self.tokenizer = StandInTokenizer(resolve(version_dir, engine_args["model"]))
+        self.eos_id = self.tokenizer.eos_id
         self.max_model_len = int(engine_args.get("max_model_len", 4096))
         stand_in = engine_args.get("stand_in", {})
         self.token_delay = float(stand_in.get("token_delay_ms", 0)) / 1000.0
@@ -219,13 +216,14 @@ class TritonPythonModel:
         params = _parse_sampling_parameters(params_json)
         _ = params.lora_name  # type: ignore[union-attr]  # the real backend fails here the same way
 
-        prompt_ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids
+        prompt_ids = self.tokenizer.encode(prompt)
         if len(prompt_ids) > self.max_model_len:
             raise ValueError(
                 f"The decoder prompt (length {len(prompt_ids)}) is longer than the maximum model length of "
                 f"{self.max_model_len}. Make sure that `max_model_len` is no smaller than the number of text tokens."
             )
-        generation = _Generation(self, prompt_ids, _reply_for(prompt, params), params)
+        reply = reply_for(prompt, params.temperature, params.seed)
+        generation = Generation(self.tokenizer, prompt_ids, reply, params, self.max_model_len)
 
         request_id = request.request_id()
         sent_upto = 0  # characters of generation.text already sent (streaming)
@@ -285,7 +283,7 @@ class TritonPythonModel:
         wanted: dict[str, bool],
         *,
         text: str,
-        generation: _Generation,
+        generation: Generation,
         new_tokens: int,
         prompt_tokens: int,
         first: bool,
@@ -310,113 +308,6 @@ class TritonPythonModel:
 
 class _LoraError(Exception):
     """Raised with the vLLM backend's own LoRA messages (sent without the generic prefix)."""
-
-
-class _Generation:
-    """Token-by-token state of one sequence: ids, decoded text, stop handling."""
-
-    def __init__(self, model: TritonPythonModel, prompt_ids: list[int], reply: str, params: SamplingParams) -> None:
-        self.model = model
-        self.params = params
-        self.reply_ids = model.tokenizer.encode(reply, add_special_tokens=False).ids or [model.eos_id]
-        self.token_ids: list[int] = []
-        self.text_ids: list[int] = []  # tokens that contribute text (not EOS / stop ids)
-        self.text = ""
-        self.finish_reason: str | None = None
-        self.stop_at: int | None = None  # character index where a stop string cut the text
-        self.logprob_values: list[float] = []
-        self.cumulative_logprob = 0.0
-        self.stop_hold = max((len(s) for s in params.stop), default=1) - 1
-        self.room = model.max_model_len - len(prompt_ids)  # tokens left in the context window
-
-    @property
-    def finished(self) -> bool:
-        return self.finish_reason is not None
-
-    def _next_token(self) -> int:
-        position = len(self.token_ids)
-        end_of_reply = position % (len(self.reply_ids) + 1) == len(self.reply_ids)
-        eos_allowed = not self.params.ignore_eos and position >= self.params.min_tokens
-        if end_of_reply:
-            return self.model.eos_id if eos_allowed else self.model.tokenizer.token_to_id("Ġ") or self.reply_ids[0]
-        return self.reply_ids[position % (len(self.reply_ids) + 1)]
-
-    def step(self) -> None:
-        token = self._next_token()
-        self.token_ids.append(token)
-        logprob = -0.05 * (1 + len(self.token_ids) % 7)
-        self.logprob_values.append(logprob)
-        self.cumulative_logprob += logprob
-        if token == self.model.eos_id and not self.params.ignore_eos:
-            self.finish_reason = "stop"
-            return
-        if token in self.params.stop_token_ids:
-            self.finish_reason = "stop"
-            return
-        self.text_ids.append(token)
-        self.text = self.model.tokenizer.decode(self.text_ids, skip_special_tokens=True)
-        for stop in self.params.stop:
-            index = self.text.find(stop, max(0, len(self.text) - len(stop) - 16))
-            if stop and index != -1:
-                self.stop_at = index + (len(stop) if self.params.include_stop_str_in_output else 0)
-                self.finish_reason = "stop"
-                return
-        if len(self.token_ids) >= min(self.params.max_tokens, self.room):
-            self.finish_reason = "length"
-
-    def visible_text(self) -> str:
-        """Text safe to show: cut at a stop string; while running, hold back what could
-        still become a stop string or an incomplete multi-byte character."""
-        if self.stop_at is not None:
-            return self.text[: self.stop_at]
-        text = self.text
-        if self.finished:
-            return text
-        if text.endswith("\ufffd"):
-            text = text.rstrip("\ufffd")
-        if self.stop_hold and not self.params.include_stop_str_in_output:
-            text = text[: max(0, len(text) - self.stop_hold)]
-        return text
-
-    def logprob_entries(self, count: int) -> list[dict[str, Any]] | None:
-        if self.params.logprobs is None:
-            return None
-        entries = []
-        for token_id, logprob in zip(self.token_ids[-count:], self.logprob_values[-count:]):
-            entry = {
-                str(token_id): {
-                    "logprob": logprob,
-                    "rank": 1,
-                    "decoded_token": self.model.tokenizer.decode([token_id], skip_special_tokens=False),
-                }
-            }
-            for rank in range(2, self.params.logprobs + 2):
-                alternative = (token_id + rank) % self.model.tokenizer.get_vocab_size()
-                entry.setdefault(
-                    str(alternative),
-                    {
-                        "logprob": logprob - rank,
-                        "rank": rank,
-                        "decoded_token": self.model.tokenizer.decode([alternative], skip_special_tokens=False),
-                    },
-                )
-            entries.append(entry)
-        return entries
-
-
-def _reply_for(prompt: str, params: SamplingParams) -> str:
-    """The stand-in's answer: the last user turn (or the raw prompt) repeated back."""
-    start = prompt.rfind(_USER_MARK)
-    if start == -1:
-        said = prompt.strip()
-    else:
-        said = prompt[start + len(_USER_MARK) :]
-        end = said.find(_END_MARK)
-        said = (said[:end] if end != -1 else said).strip()
-    opening = _OPENINGS[0]
-    if params.temperature > 0:
-        opening = random.Random(params.seed).choice(_OPENINGS)
-    return opening + said
 
 
 def _input_bytes(request: Any, name: str) -> bytes | None:

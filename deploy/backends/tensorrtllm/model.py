@@ -1,0 +1,153 @@
+"""A CPU stand-in for the TensorRT-LLM backend's token-level model (`backend: "tensorrtllm"`).
+
+Token ids in, token ids out, decoupled, with a batch dimension, like the `tensorrt_llm` model
+of the inflight_batcher_llm pipeline. Streaming sends each new token in its own response;
+a request that ends on the end id gets a separate flag-only final response (the ensemble then
+forwards an empty final), other ends flag the last data response. Stop words end generation
+after their tokens, which stay in the output. Non-streaming output starts with the prompt
+unless `exclude_input_in_output` is true. Both input generations are understood:
+`seed`/`random_seed` and `min_tokens`/`min_length`.
+
+Configuration parameters: `tokenizer_dir` (relative to the model's directory) and
+`stand_in_token_delay_ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+# The Python-backend stub runs an isolated interpreter that ignores PYTHONPATH; honour it.
+sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+from standin.text import StandInTokenizer, reply_for, reply_token, resolve
+
+_FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+def _scalar(request: Any, *names: str) -> Any:
+    for name in names:
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        if tensor is not None:
+            return tensor.as_numpy().reshape(-1)[0]
+    return None
+
+
+def _stop_words(request: Any) -> list[list[int]]:
+    """Decode the [2, K] stop-word format: flattened ids, then cumulative end offsets."""
+    tensor = pb_utils.get_input_tensor_by_name(request, "stop_words_list")
+    if tensor is None:
+        return []
+    ids, offsets = tensor.as_numpy().reshape(2, -1).tolist()
+    words, start = [], 0
+    for end in offsets:
+        if end < 0:
+            break
+        words.append(ids[start:end])
+        start = end
+    return [word for word in words if word]
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        self.model_config = json.loads(args["model_config"])
+        parameters = {key: value["string_value"] for key, value in self.model_config.get("parameters", {}).items()}
+        self.tokenizer = StandInTokenizer(resolve(args["model_repository"], parameters["tokenizer_dir"]))
+        self.token_delay = float(parameters.get("stand_in_token_delay_ms", "0")) / 1000.0
+        self.logger = pb_utils.Logger
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def execute(self, requests: list[Any]) -> None:
+        for request in requests:
+            asyncio.run_coroutine_threadsafe(self._serve(request), self.loop)
+
+    def finalize(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+    async def _serve(self, request: Any) -> None:
+        sender = request.get_response_sender()
+        try:
+            await self._generate(request, sender)
+        except Exception as exc:  # noqa: BLE001 - reported to the caller as the backend does
+            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), flags=_FINAL)
+
+    async def _generate(self, request: Any, sender: Any) -> None:
+        prompt_ids = pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy().reshape(-1).tolist()
+        max_new = int(_scalar(request, "request_output_len"))
+        if max_new <= 0:
+            raise ValueError("request_output_len must be > 0")
+        streaming = bool(_scalar(request, "streaming") or False)
+        exclude_input = bool(_scalar(request, "exclude_input_in_output") or False)
+        end_id = _scalar(request, "end_id")
+        end_id = self.tokenizer.eos_id if end_id is None else int(end_id)
+        top_k = _scalar(request, "runtime_top_k")
+        temperature = _scalar(request, "temperature")
+        greedy = (top_k is not None and int(top_k) == 1) or (temperature is not None and float(temperature) == 0.0)
+        seed = _scalar(request, "seed", "random_seed")
+        min_new = int(_scalar(request, "min_tokens", "min_length") or 0)
+        stop_words = _stop_words(request)
+        wanted_counts = bool(_scalar(request, "return_num_output_tokens") or False)
+        wanted_input_count = bool(_scalar(request, "return_num_input_tokens") or False)
+
+        prompt = self.tokenizer.decode(prompt_ids)
+        reply = reply_for(prompt, 0.0 if greedy else 1.0, None if seed is None else int(seed))
+        reply_ids = self.tokenizer.encode(reply) or [end_id]
+
+        generated: list[int] = []
+        ended_on_end_id = False
+        request_id = request.request_id()
+        while len(generated) < max_new:
+            await asyncio.sleep(self.token_delay)
+            if sender.is_cancelled():
+                self.logger.log_info(f"[trtllm] Cancelling the request {request_id}")
+                sender.send(
+                    pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError("Request was cancelled", pb_utils.TritonError.CANCELLED)
+                    ),
+                    flags=_FINAL,
+                )
+                return
+            token = reply_token(reply_ids, len(generated), len(generated) >= min_new, end_id, self.tokenizer.space_id)
+            if token == end_id:
+                ended_on_end_id = True
+                break
+            generated.append(token)
+            stopped = any(generated[-len(word) :] == word for word in stop_words)
+            last = stopped or len(generated) >= max_new
+            if streaming:
+                sender.send(
+                    self._response([token], 1, len(prompt_ids), wanted_input_count, wanted_counts),
+                    flags=_FINAL if last else 0,
+                )
+            if stopped:
+                break
+
+        if not streaming:
+            ids = generated if exclude_input else prompt_ids + generated
+            sender.send(
+                self._response(ids, len(generated), len(prompt_ids), wanted_input_count, wanted_counts), flags=_FINAL
+            )
+        elif ended_on_end_id or not generated:
+            sender.send(flags=_FINAL)  # the flag-only final response
+
+    def _response(
+        self, ids: list[int], new_tokens: int, prompt_tokens: int, input_count: bool, output_count: bool
+    ) -> Any:
+        tensors = [
+            pb_utils.Tensor("output_ids", np.array([[ids]], dtype=np.int32)),
+            pb_utils.Tensor("sequence_length", np.array([[len(ids)]], dtype=np.int32)),
+        ]
+        if input_count:
+            tensors.append(pb_utils.Tensor("num_input_tokens", np.array([[prompt_tokens]], dtype=np.int32)))
+        if output_count:
+            tensors.append(pb_utils.Tensor("num_output_tokens", np.array([[new_tokens]], dtype=np.int32)))
+        return pb_utils.InferenceResponse(output_tensors=tensors)

@@ -1,0 +1,223 @@
+"""Requests to and responses from TensorRT-LLM models: the inflight_batcher_llm ensemble,
+the decoupled `tensorrt_llm_bls`, and the LLM-API model (see triton-backends notes §2, §4).
+
+Requests are built from the inputs the model's configuration declares, with their declared
+datatypes and whichever name the deployment's version uses. These models report no finish
+reason (except the LLM-API one), leave stop words in the text, may echo the prompt, and
+stream text either as per-response pieces or cumulatively; the reader evens all that out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from tritonclient.grpc import service_pb2 as pb
+
+from gateway.backends.base import Delta, GenerationRequest, RequestBuilder, TokenizerTools, output_indices
+from gateway.backends.errors import generic_backend_error, translate_triton_error
+from gateway.backends.text import CumulativeText, DeltaText, StopStringFilter, cut_at_stop
+from gateway.errors import APIError, BackendError, InvalidRequest
+from gateway.triton import tensors
+from gateway.triton.flavours import Flavour
+from gateway.triton.registry import ModelInfo
+
+# OpenAI field -> candidate input names, newest first (v0.19 renamed random_seed and min_length).
+_PIPELINE_INPUTS: dict[str, tuple[str, ...]] = {
+    "prompt": ("text_input",),
+    "stream": ("stream",),
+    "max_tokens": ("max_tokens",),
+    "temperature": ("temperature",),
+    "top_p": ("top_p",),
+    "top_k": ("top_k",),
+    "seed": ("seed", "random_seed"),
+    "presence_penalty": ("presence_penalty",),
+    "frequency_penalty": ("frequency_penalty",),
+    "stop": ("stop_words",),
+}
+_LLM_API_INPUTS: dict[str, tuple[str, ...]] = {
+    "prompt": ("text_input",),
+    "stream": ("streaming",),
+    "max_tokens": ("sampling_param_max_tokens",),
+    "temperature": ("sampling_param_temperature",),
+    "top_p": ("sampling_param_top_p",),
+    "top_k": ("sampling_param_top_k",),
+    "seed": ("sampling_param_seed",),
+    "presence_penalty": ("sampling_param_presence_penalty",),
+    "frequency_penalty": ("sampling_param_frequency_penalty",),
+    "stop": ("sampling_param_stop",),
+}
+_LLM_API_FINISH_REASONS = {"stop": "stop", "length": "length"}
+_ENSEMBLE_PREFIX = re.compile(r"^(in ensemble '[^']*', )+")
+_TRACEBACK = "Traceback (most recent call last)"
+
+
+class TrtllmAdapter:
+    """Builds ModelInferRequests for one TensorRT-LLM model and reads its responses."""
+
+    def __init__(self, model: ModelInfo) -> None:
+        self.model = model
+        self._llm_api = model.flavour is Flavour.TRTLLM_LLMAPI
+        table = _LLM_API_INPUTS if self._llm_api else _PIPELINE_INPUTS
+        self._names = {field: next((n for n in names if model.accepts(n)), None) for field, names in table.items()}
+        self._candidates = table
+        accumulate = model.parameters.get("accumulate_tokens", "").strip().lower() == "true"
+        self.cumulative = self._llm_api or accumulate
+        self._excludes_input = model.accepts("exclude_input_in_output")
+
+    # -- requests ------------------------------------------------------------------------
+
+    def build_request(self, request: GenerationRequest) -> pb.ModelInferRequest:
+        builder = RequestBuilder(self.model, request.request_id)
+        builder.add_bytes(self._require("prompt"), request.prompt.encode("utf-8"))
+        self._add_number(builder, "max_tokens", request.max_tokens, required=not self._llm_api)
+        stream_input = self._names["stream"]
+        if stream_input is not None:
+            builder.add_bool(stream_input, request.stream)
+        temperature = request.temperature
+        if temperature == 0.0 and self._names["top_k"] is not None:
+            # Greedy decoding the TensorRT-LLM way: keep only the most likely token.
+            self._add_number(builder, "top_k", 1)
+            temperature = None
+        self._add_number(builder, "temperature", temperature)
+        self._add_number(builder, "top_p", request.top_p)
+        self._add_number(builder, "presence_penalty", request.presence_penalty)
+        self._add_number(builder, "frequency_penalty", request.frequency_penalty)
+        if request.seed is not None and request.seed < 0:
+            raise InvalidRequest("seed must be non-negative for TensorRT-LLM models.", param="seed")
+        self._add_number(builder, "seed", request.seed)
+        stop_input = self._names["stop"]
+        if request.stop and stop_input is not None:
+            builder.add_bytes_list(stop_input, [stop.encode("utf-8") for stop in request.stop])
+        builder.add_bool_if_declared("exclude_input_in_output", True)
+        builder.add_bool_if_declared("return_num_input_tokens", True)
+        builder.add_bool_if_declared("return_num_output_tokens", True)
+        builder.add_bool_if_declared("return_finish_reason", True)
+        return builder.message
+
+    def _require(self, field: str) -> str:
+        name = self._names[field]
+        if name is None:
+            raise InvalidRequest(
+                f"The model '{self.model.name}' declares no input for {field} "
+                f"(expected one of: {', '.join(self._candidates[field])}).",
+                param=field,
+                code="unsupported_parameter",
+            )
+        return name
+
+    def _add_number(self, builder: RequestBuilder, field: str, value: float | None, required: bool = False) -> None:
+        """Send `value` in the declared datatype; a value the model cannot take is a 400."""
+        if value is None:
+            return
+        name = self._names[field]
+        if name is None:
+            if field == "max_tokens" and not required:
+                return  # the LLM API model has a default of its own
+            self._require(field)  # raises: the model cannot honour this value
+            return
+        datatype = self.model.inputs[name].datatype
+        number = value if datatype.startswith("FP") else int(value)
+        builder.add_number(name, datatype, number)
+
+    def reader(self, request: GenerationRequest, tokenizer: TokenizerTools | None) -> TrtllmResponseReader:
+        echoes: list[str] = []
+        if not request.stream and not self._excludes_input and not self._llm_api:
+            echoes.append(request.prompt)
+            if tokenizer is not None:
+                echoes.append(tokenizer.round_trip(request.prompt))
+        return TrtllmResponseReader(request, self.cumulative, echoes, tokenizer)
+
+    # -- errors --------------------------------------------------------------------------
+
+    def translate_error(self, message: str) -> APIError:
+        message = _ENSEMBLE_PREFIX.sub("", message)
+        known = translate_triton_error(message)
+        if known is not None:
+            return known
+        if _TRACEBACK in message:  # the BLS sends the whole Python traceback
+            lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+            message = lines[-1] if lines else message
+        if message == "Request was cancelled":
+            return BackendError("The request was cancelled on the inference server.", code="cancelled")
+        return generic_backend_error(message.removeprefix("Error generating request: "))
+
+
+class TrtllmResponseReader:
+    """Turns TensorRT-LLM responses into deltas: joins or diffs the text, strips an echoed
+    prompt and stop strings, and infers the finish reason from the token count."""
+
+    def __init__(
+        self, request: GenerationRequest, cumulative: bool, echoes: Sequence[str], tokenizer: TokenizerTools | None
+    ) -> None:
+        self._max_tokens = request.max_tokens
+        self._stream = request.stream
+        self._stops = list(request.stop)
+        self._filter = StopStringFilter(self._stops) if request.stream and self._stops else None
+        self._text: CumulativeText | DeltaText = CumulativeText() if cumulative else DeltaText()
+        self._echoes = sorted(echoes, key=len, reverse=True)
+        self._tokenizer = tokenizer
+        self._generated = 0  # tokens reported by the model (num_output_tokens)
+        self._counted = False
+        self._raw: list[str] = []  # generated text before stop strings, to count it when nobody reports
+
+    def read(self, response: pb.ModelInferResponse, final: bool) -> Delta:
+        raw = response.raw_output_contents
+        text = ""
+        prompt_tokens = completion_tokens = None
+        finish_reason: str | None = None
+        if raw:
+            indices = output_indices(response)
+            piece = self._text.feed(tensors.decode_first_bytes(raw[indices["text_output"]]))
+            if not self._stream:
+                piece = self._without_echo(piece)
+            index = indices.get("num_input_tokens")
+            if index is not None:
+                prompt_tokens = tensors.decode_first_int(raw[index], response.outputs[index].datatype)
+            index = indices.get("num_output_tokens")
+            if index is not None:
+                completion_tokens = tensors.decode_first_int(raw[index], response.outputs[index].datatype)
+                self._generated += completion_tokens or 0
+                self._counted = True
+            index = indices.get("finish_reason")
+            if index is not None:
+                finish_reason = self._llm_api_finish_reason(tensors.decode_first_bytes(raw[index]).decode())
+            text = piece
+        if final:
+            text += self._text.flush()
+        self._raw.append(text)
+        text, stopped = self._apply_stops(text, final)
+        if stopped:
+            finish_reason = "stop"
+        elif final and finish_reason is None:
+            finish_reason = self._inferred_finish_reason()
+        return Delta(text, finish_reason, prompt_tokens, completion_tokens)
+
+    def _without_echo(self, text: str) -> str:
+        for echo in self._echoes:
+            if echo and text.startswith(echo):
+                return text[len(echo) :]
+        return text
+
+    def _apply_stops(self, text: str, final: bool) -> tuple[str, bool]:
+        if not self._stops:
+            return text, False
+        if self._filter is None:  # the whole text at once
+            return cut_at_stop(text, self._stops)
+        shown = self._filter.feed(text)
+        if final and not self._filter.stopped:
+            shown += self._filter.flush()
+        return shown, self._filter.stopped
+
+    def _llm_api_finish_reason(self, reason: str) -> str | None:
+        if reason == "None":
+            return None
+        if reason in ("cancelled", "timeout"):
+            raise BackendError(f"The model's backend ended the generation early (finish reason '{reason}').")
+        return _LLM_API_FINISH_REASONS.get(reason, "stop")
+
+    def _inferred_finish_reason(self) -> str:
+        generated = self._generated
+        if not self._counted and self._tokenizer is not None:
+            generated = self._tokenizer.count_tokens("".join(self._raw))
+        return "length" if generated >= self._max_tokens else "stop"
