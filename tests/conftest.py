@@ -11,11 +11,14 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from tritonclient.grpc import service_pb2 as pb
 
 from gateway.app import create_app
+from gateway.backends.base import GenerationRequest
 from gateway.demo import stand_in_triton
 from gateway.localtriton import LocalTriton, free_port
 from gateway.settings import Settings
@@ -139,3 +142,17 @@ class WordTokenizer:
 
     def round_trip(self, text: str) -> str:
         return text.replace("<s>", "")
+
+
+def generation_request(**overrides: Any) -> GenerationRequest:
+    values: dict[str, Any] = {"request_id": "r1", "prompt": "hi", "stream": True, "max_tokens": 8}
+    values.update(overrides)
+    return GenerationRequest(**values)
+
+
+def inputs_of(message: pb.ModelInferRequest) -> dict[str, tuple[str, list[int], bytes]]:
+    """A built request's inputs: name -> (datatype, shape, raw contents)."""
+    return {
+        tensor.name: (tensor.datatype, list(tensor.shape), raw)
+        for tensor, raw in zip(message.inputs, message.raw_input_contents, strict=True)
+    }

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import traceback
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from standin.decoupled import AsyncDecoupledModel
 from standin.generation import Generation
 from standin.text import StandInTokenizer, reply_for, resolve
 
@@ -215,35 +215,21 @@ class _LlmApiParams:
             self.temperature = 0.0
 
 
-class LlmApi:
+class LlmApi(AsyncDecoupledModel):
     """The TensorRT-LLM LLM-API model: `sampling_param_*` inputs and a cumulative
     `text_output` (the whole text so far in every streamed response)."""
 
     def initialize(self, args: dict[str, str]) -> None:
         self.tokenizer = _tokenizer(args)
         self.token_delay = float(_parameters(args).get("stand_in_token_delay_ms", "0")) / 1000.0
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+        self.start_loop()
 
-    def execute(self, requests: list[Any]) -> None:
-        for request in requests:
-            asyncio.run_coroutine_threadsafe(self._serve(request), self.loop)
+    def error_response(self, exc: Exception) -> Any:
+        text = pb_utils.Tensor("text_output", np.array([b"N/A"], dtype=np.object_))
+        error = pb_utils.TritonError(f"Error generating request: {exc}")
+        return pb_utils.InferenceResponse(output_tensors=[text], error=error)
 
-    def finalize(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-
-    async def _serve(self, request: Any) -> None:
-        sender = request.get_response_sender()
-        try:
-            await self._generate(request, sender)
-        except Exception as exc:  # noqa: BLE001 - reported like the real model does
-            text = pb_utils.Tensor("text_output", np.array([b"N/A"], dtype=np.object_))
-            error = pb_utils.TritonError(f"Error generating request: {exc}")
-            sender.send(pb_utils.InferenceResponse(output_tensors=[text], error=error), flags=_FINAL)
-
-    async def _generate(self, request: Any, sender: Any) -> None:
+    async def generate(self, request: Any, sender: Any) -> None:
         prompt = _array(request, "text_input").reshape(-1)[0].decode("utf-8")
         streaming_input = _array(request, "streaming")
         streaming = bool(streaming_input.reshape(-1)[0]) if streaming_input is not None else False

@@ -103,3 +103,13 @@ class RequestBuilder:
 def output_indices(response: pb.ModelInferResponse) -> dict[str, int]:
     """Output name -> position in `raw_output_contents`."""
     return {output.name: index for index, output in enumerate(response.outputs)}
+
+
+def token_counts(response: pb.ModelInferResponse, indices: dict[str, int]) -> tuple[int | None, int | None]:
+    """The `num_input_tokens` and `num_output_tokens` outputs, where the model sends them."""
+    raw = response.raw_output_contents
+    counts: list[int | None] = []
+    for name in ("num_input_tokens", "num_output_tokens"):
+        index = indices.get(name)
+        counts.append(None if index is None else tensors.decode_first_int(raw[index], response.outputs[index].datatype))
+    return counts[0], counts[1]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import Delta, GenerationRequest, RequestBuilder, TokenizerTools, output_indices
+from gateway.backends.base import Delta, GenerationRequest, RequestBuilder, TokenizerTools, output_indices, token_counts
 from gateway.backends.errors import generic_backend_error, translate_triton_error
 from gateway.backends.text import CumulativeText, DeltaText, StopStringFilter, cut_at_stop
 from gateway.errors import APIError, BackendError, InvalidRequest
@@ -171,13 +171,9 @@ class TrtllmResponseReader:
             piece = self._text.feed(tensors.decode_first_bytes(raw[indices["text_output"]]))
             if not self._stream:
                 piece = self._without_echo(piece)
-            index = indices.get("num_input_tokens")
-            if index is not None:
-                prompt_tokens = tensors.decode_first_int(raw[index], response.outputs[index].datatype)
-            index = indices.get("num_output_tokens")
-            if index is not None:
-                completion_tokens = tensors.decode_first_int(raw[index], response.outputs[index].datatype)
-                self._generated += completion_tokens or 0
+            prompt_tokens, completion_tokens = token_counts(response, indices)
+            if completion_tokens is not None:
+                self._generated += completion_tokens
                 self._counted = True
             index = indices.get("finish_reason")
             if index is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import Delta, GenerationRequest, RequestBuilder, TokenizerTools, output_indices
+from gateway.backends.base import Delta, GenerationRequest, RequestBuilder, TokenizerTools, output_indices, token_counts
 from gateway.backends.errors import generic_backend_error, translate_triton_error
 from gateway.errors import APIError, BackendError, InvalidRequest
 from gateway.triton import tensors
@@ -123,14 +123,8 @@ class VllmResponseReader:
         if self._uncounted is not None:
             self._uncounted.append(text)
 
-        prompt_tokens = completion_tokens = None
-        index = indices.get("num_input_tokens")
-        if index is not None:
-            prompt_tokens = tensors.decode_first_int(raw[index], response.outputs[index].datatype)
-        index = indices.get("num_output_tokens")
-        if index is not None:
-            completion_tokens = tensors.decode_first_int(raw[index], response.outputs[index].datatype)
-            self._generated += completion_tokens or 0
+        prompt_tokens, completion_tokens = token_counts(response, indices)
+        self._generated += completion_tokens or 0
 
         finish_reason = None
         index = indices.get("finish_reason")

@@ -3,13 +3,12 @@ from __future__ import annotations
 import pytest
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import GenerationRequest
 from gateway.backends.trtllm import TrtllmAdapter
 from gateway.errors import BackendError, InvalidRequest, NotFound
 from gateway.triton import tensors
 from gateway.triton.flavours import Flavour
 from gateway.triton.registry import ModelInfo, TensorSpec
-from tests.conftest import WordTokenizer
+from tests.conftest import WordTokenizer, generation_request, inputs_of
 
 ENSEMBLE_INPUTS = {
     "text_input": "BYTES",
@@ -59,22 +58,9 @@ def model(inputs: dict[str, str], flavour: Flavour, max_batch_size: int = 64, **
     )
 
 
-def request(**overrides) -> GenerationRequest:  # type: ignore[no-untyped-def]
-    values = {"request_id": "r1", "prompt": "hi", "stream": True, "max_tokens": 8}
-    values.update(overrides)
-    return GenerationRequest(**values)
-
-
-def inputs_of(message: pb.ModelInferRequest) -> dict[str, tuple[str, list[int], bytes]]:
-    return {
-        t.name: (t.datatype, list(t.shape), raw)
-        for t, raw in zip(message.inputs, message.raw_input_contents, strict=True)
-    }
-
-
 def test_ensemble_request_uses_declared_datatypes_and_batch_dimension() -> None:
     adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE))
-    sent = inputs_of(adapter.build_request(request(temperature=0.5, top_p=0.9, seed=7, stop=["a", "bc"])))
+    sent = inputs_of(adapter.build_request(generation_request(temperature=0.5, top_p=0.9, seed=7, stop=["a", "bc"])))
     assert sent["text_input"] == ("BYTES", [1, 1], tensors.encode_one_bytes(b"hi"))
     assert sent["max_tokens"] == ("INT32", [1, 1], tensors.encode_numbers([8], "INT32"))
     assert sent["temperature"] == ("FP32", [1, 1], tensors.encode_numbers([0.5], "FP32"))
@@ -87,7 +73,9 @@ def test_ensemble_request_uses_declared_datatypes_and_batch_dimension() -> None:
 
 def test_greedy_is_top_k_one() -> None:
     sent = inputs_of(
-        TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE)).build_request(request(temperature=0.0))
+        TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE)).build_request(
+            generation_request(temperature=0.0)
+        )
     )
     assert sent["top_k"][2] == tensors.encode_numbers([1], "INT32")
     assert "temperature" not in sent
@@ -95,7 +83,7 @@ def test_greedy_is_top_k_one() -> None:
 
 def test_old_input_names_and_nothing_undeclared() -> None:
     adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS))
-    sent = inputs_of(adapter.build_request(request(seed=3)))
+    sent = inputs_of(adapter.build_request(generation_request(seed=3)))
     assert sent["random_seed"][0] == "UINT64"
     assert set(sent) <= set(BLS_INPUTS)
 
@@ -104,19 +92,19 @@ def test_old_input_names_and_nothing_undeclared() -> None:
 def test_values_the_model_cannot_take_are_a_400(field: str, value: float) -> None:
     adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS))
     with pytest.raises(InvalidRequest) as caught:
-        adapter.build_request(request(**{field: value}))
+        adapter.build_request(generation_request(**{field: value}))
     assert caught.value.param == field
 
 
 def test_negative_seed_is_a_400() -> None:
     with pytest.raises(InvalidRequest) as caught:
-        TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE)).build_request(request(seed=-1))
+        TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE)).build_request(generation_request(seed=-1))
     assert caught.value.param == "seed"
 
 
 def test_llm_api_request_uses_sampling_param_inputs() -> None:
     adapter = TrtllmAdapter(model(LLM_API_INPUTS, Flavour.TRTLLM_LLMAPI, max_batch_size=0))
-    sent = inputs_of(adapter.build_request(request(temperature=0.3, seed=1, stop=["x"])))
+    sent = inputs_of(adapter.build_request(generation_request(temperature=0.3, seed=1, stop=["x"])))
     assert sent["streaming"][2] == b"\x01"
     assert sent["sampling_param_max_tokens"] == ("INT32", [1], tensors.encode_numbers([8], "INT32"))
     assert sent["sampling_param_stop"][0] == "BYTES"
@@ -134,7 +122,9 @@ def text_response(text: bytes, **counts: int) -> pb.ModelInferResponse:
 
 
 def test_reader_joins_split_characters_and_ends_on_the_empty_final() -> None:
-    reader = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS)).reader(request(max_tokens=50), WordTokenizer())
+    reader = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS)).reader(
+        generation_request(max_tokens=50), WordTokenizer()
+    )
     raw = "東京 ok".encode()
     first = reader.read(text_response(raw[:2]), final=False)
     second = reader.read(text_response(raw[2:]), final=False)
@@ -145,30 +135,32 @@ def test_reader_joins_split_characters_and_ends_on_the_empty_final() -> None:
 
 def test_reader_infers_length_from_counts_or_the_tokenizer() -> None:
     adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE))
-    reader = adapter.reader(request(max_tokens=2), None)
+    reader = adapter.reader(generation_request(max_tokens=2), None)
     assert reader.read(text_response(b"a", num_output_tokens=1), final=False).finish_reason is None
     assert reader.read(text_response(b"b", num_output_tokens=1), final=True).finish_reason == "length"
-    reader = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS)).reader(request(max_tokens=2), WordTokenizer())
+    reader = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS)).reader(
+        generation_request(max_tokens=2), WordTokenizer()
+    )
     assert reader.read(text_response(b"one two"), final=True).finish_reason == "length"
 
 
 def test_non_streamed_echo_and_stop_word_are_removed() -> None:
     adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS))
-    reader = adapter.reader(request(stream=False, prompt="<s>Say it", stop=["END"]), WordTokenizer())
+    reader = adapter.reader(generation_request(stream=False, prompt="<s>Say it", stop=["END"]), WordTokenizer())
     delta = reader.read(text_response(b"Say it: yes END"), final=True)
     assert (delta.text, delta.finish_reason) == (": yes ", "stop")
 
 
 def test_cumulative_bls_yields_deltas() -> None:
     adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS, accumulate_tokens="true"))
-    reader = adapter.reader(request(), None)
+    reader = adapter.reader(generation_request(), None)
     texts = [reader.read(text_response(t.encode()), final=False).text for t in ("A", "A b", "A b\ufffd", "A b東")]
     assert texts == ["A", " b", "", "東"]
 
 
 def test_llm_api_finish_reason_is_read() -> None:
     adapter = TrtllmAdapter(model(LLM_API_INPUTS, Flavour.TRTLLM_LLMAPI, max_batch_size=0))
-    reader = adapter.reader(request(), None)
+    reader = adapter.reader(generation_request(), None)
     response = text_response(b"Hi")
     response.outputs.add(name="finish_reason", datatype="BYTES")
     response.raw_output_contents.append(tensors.encode_one_bytes(b"length"))

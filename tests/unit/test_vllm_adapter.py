@@ -5,13 +5,12 @@ import json
 import pytest
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import GenerationRequest
 from gateway.backends.vllm import VllmAdapter
 from gateway.errors import BackendError, BackendUnavailable, InvalidRequest, NotFound
 from gateway.triton import tensors
 from gateway.triton.flavours import Flavour
 from gateway.triton.registry import ModelInfo, TensorSpec
-from tests.conftest import WordTokenizer
+from tests.conftest import WordTokenizer, generation_request, inputs_of
 
 ALL_INPUTS = [
     "text_input",
@@ -41,22 +40,9 @@ def model(inputs: list[str], max_batch_size: int = 0) -> ModelInfo:
     )
 
 
-def request(**overrides) -> GenerationRequest:  # type: ignore[no-untyped-def]
-    values = {"request_id": "r1", "prompt": "hi", "stream": True, "max_tokens": 8}
-    values.update(overrides)
-    return GenerationRequest(**values)
-
-
-def inputs_of(message: pb.ModelInferRequest) -> dict[str, tuple[str, list[int], bytes]]:
-    return {
-        tensor.name: (tensor.datatype, list(tensor.shape), raw)
-        for tensor, raw in zip(message.inputs, message.raw_input_contents, strict=True)
-    }
-
-
 def test_request_carries_declared_inputs_and_sampling_json() -> None:
     message = VllmAdapter(model(ALL_INPUTS)).build_request(
-        request(temperature=0.5, seed=3, stop=["x"], top_p=None, presence_penalty=0.0)
+        generation_request(temperature=0.5, seed=3, stop=["x"], top_p=None, presence_penalty=0.0)
     )
     assert message.model_name == "m" and message.id == "r1"
     inputs = inputs_of(message)
@@ -72,7 +58,7 @@ def test_request_carries_declared_inputs_and_sampling_json() -> None:
 
 def test_only_declared_inputs_are_sent_and_batch_dimension_follows_config() -> None:
     legacy = VllmAdapter(model(["text_input", "stream", "sampling_parameters"], max_batch_size=4))
-    inputs = inputs_of(legacy.build_request(request()))
+    inputs = inputs_of(legacy.build_request(generation_request()))
     assert set(inputs) == {"text_input", "stream", "sampling_parameters"}
     assert all(shape == [1, 1] for _, shape, _ in inputs.values())
 
@@ -99,7 +85,7 @@ def vllm_response(text: str, finish: str, n_in: int = 4, n_out: int = 1) -> pb.M
 
 
 def test_reader_streams_deltas_until_the_backend_finish_reason() -> None:
-    reader = VllmAdapter(model(ALL_INPUTS)).reader(request(), None)
+    reader = VllmAdapter(model(ALL_INPUTS)).reader(generation_request(), None)
     first = reader.read(vllm_response("Hel", "None"), final=False)
     assert (first.text, first.finish_reason, first.prompt_tokens, first.completion_tokens) == ("Hel", None, 4, 1)
     last = reader.read(vllm_response("", "length", n_out=1), final=True)
@@ -108,20 +94,20 @@ def test_reader_streams_deltas_until_the_backend_finish_reason() -> None:
 
 @pytest.mark.parametrize(("vllm", "openai"), [("stop", "stop"), ("length", "length"), ("repetition", "stop")])
 def test_finish_reasons_map_to_openai(vllm: str, openai: str) -> None:
-    reader = VllmAdapter(model(ALL_INPUTS)).reader(request(), None)
+    reader = VllmAdapter(model(ALL_INPUTS)).reader(generation_request(), None)
     assert reader.read(vllm_response("x", vllm), final=True).finish_reason == openai
 
 
 @pytest.mark.parametrize("reason", ["abort", "error"])
 def test_aborted_generation_is_an_error(reason: str) -> None:
-    reader = VllmAdapter(model(ALL_INPUTS)).reader(request(), None)
+    reader = VllmAdapter(model(ALL_INPUTS)).reader(generation_request(), None)
     with pytest.raises(BackendError):
         reader.read(vllm_response("x", reason), final=True)
 
 
 def test_prompt_is_stripped_when_the_backend_cannot_exclude_it() -> None:
     adapter = VllmAdapter(model(["text_input", "stream", "sampling_parameters"]))
-    reader = adapter.reader(request(stream=False, prompt="Say hi"), None)
+    reader = adapter.reader(generation_request(stream=False, prompt="Say hi"), None)
     only_text = response({"text_output": ("BYTES", tensors.encode_one_bytes(b"Say hi. Hi!"))})
     assert reader.read(only_text, final=True).text == ". Hi!"
 
@@ -129,15 +115,15 @@ def test_prompt_is_stripped_when_the_backend_cannot_exclude_it() -> None:
 def test_legacy_finish_reason_is_inferred_from_the_token_count() -> None:
     adapter = VllmAdapter(model(["text_input", "stream", "sampling_parameters"]))
     text = lambda value: response({"text_output": ("BYTES", tensors.encode_one_bytes(value))})
-    reader = adapter.reader(request(max_tokens=3), WordTokenizer())
+    reader = adapter.reader(generation_request(max_tokens=3), WordTokenizer())
     assert reader.read(text(b"one two "), final=False).finish_reason is None
     assert reader.read(text(b"three"), final=True).finish_reason == "length"
-    reader = adapter.reader(request(max_tokens=3), WordTokenizer())
+    reader = adapter.reader(generation_request(max_tokens=3), WordTokenizer())
     assert reader.read(text(b"one"), final=True).finish_reason == "stop"
 
 
 def test_empty_final_response_ends_the_request() -> None:
-    reader = VllmAdapter(model(ALL_INPUTS)).reader(request(max_tokens=1), None)
+    reader = VllmAdapter(model(ALL_INPUTS)).reader(generation_request(max_tokens=1), None)
     reader.read(vllm_response("x", "None"), final=False)
     assert reader.read(pb.ModelInferResponse(), final=True).finish_reason == "length"
 

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import sys
-import threading
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ import triton_python_backend_utils as pb_utils
 
 # The Python-backend stub runs an isolated interpreter that ignores PYTHONPATH; honour it.
 sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+from standin.decoupled import AsyncDecoupledModel
 from standin.text import StandInTokenizer, reply_for, reply_token, resolve
 
 _FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -54,33 +54,16 @@ def _stop_words(request: Any) -> list[list[int]]:
     return [word for word in words if word]
 
 
-class TritonPythonModel:
+class TritonPythonModel(AsyncDecoupledModel):
     def initialize(self, args: dict[str, str]) -> None:
         self.model_config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in self.model_config.get("parameters", {}).items()}
         self.tokenizer = StandInTokenizer(resolve(args["model_repository"], parameters["tokenizer_dir"]))
         self.token_delay = float(parameters.get("stand_in_token_delay_ms", "0")) / 1000.0
         self.logger = pb_utils.Logger
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+        self.start_loop()
 
-    def execute(self, requests: list[Any]) -> None:
-        for request in requests:
-            asyncio.run_coroutine_threadsafe(self._serve(request), self.loop)
-
-    def finalize(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-
-    async def _serve(self, request: Any) -> None:
-        sender = request.get_response_sender()
-        try:
-            await self._generate(request, sender)
-        except Exception as exc:  # noqa: BLE001 - reported to the caller as the backend does
-            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), flags=_FINAL)
-
-    async def _generate(self, request: Any, sender: Any) -> None:
+    async def generate(self, request: Any, sender: Any) -> None:
         prompt_ids = pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy().reshape(-1).tolist()
         max_new = int(_scalar(request, "request_output_len"))
         if max_new <= 0:

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import sys
-import threading
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ import triton_python_backend_utils as pb_utils
 
 # The Python-backend stub runs an isolated interpreter that ignores PYTHONPATH; honour it.
 sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+from standin.decoupled import AsyncDecoupledModel
 from standin.generation import Generation
 from standin.text import StandInTokenizer, reply_for, resolve
 
@@ -133,8 +133,8 @@ def _parse_sampling_parameters(raw: str) -> SamplingParams | None:
         return None
 
 
-class TritonPythonModel:
-    """The decoupled model: execute() hands each request to an asyncio loop thread."""
+class TritonPythonModel(AsyncDecoupledModel):
+    """The decoupled vLLM-like model."""
 
     def initialize(self, args: dict[str, str]) -> None:
         self.model_config = json.loads(args["model_config"])
@@ -157,36 +157,15 @@ class TritonPythonModel:
                 self.loras = list(json.load(file))
 
         self.logger = pb_utils.Logger
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+        self.start_loop()
 
-    def execute(self, requests: list[Any]) -> None:
-        for request in requests:
-            asyncio.run_coroutine_threadsafe(self._serve(request), self.loop)
+    def error_response(self, exc: Exception) -> Any:
+        message = str(exc) if isinstance(exc, _LoraError) else f"Error generating stream: {exc}"
+        self.logger.log_error(f"[vllm] {message}")
+        text = pb_utils.Tensor("text_output", np.array([b"N/A"], dtype=np.object_))
+        return pb_utils.InferenceResponse(output_tensors=[text], error=pb_utils.TritonError(message))
 
-    def finalize(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-
-    # -- one request -----------------------------------------------------------------
-
-    async def _serve(self, request: Any) -> None:
-        sender = request.get_response_sender()
-        try:
-            await self._generate(request, sender)
-        except Exception as exc:  # noqa: BLE001 - reported to the client like vLLM does
-            message = str(exc) if isinstance(exc, _LoraError) else f"Error generating stream: {exc}"
-            self.logger.log_error(f"[vllm] {message}")
-            sender.send(
-                pb_utils.InferenceResponse(
-                    output_tensors=[pb_utils.Tensor("text_output", np.array([b"N/A"], dtype=np.object_))],
-                    error=pb_utils.TritonError(message),
-                ),
-                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
-            )
-
-    async def _generate(self, request: Any, sender: Any) -> None:
+    async def generate(self, request: Any, sender: Any) -> None:
         prompt = _input_bytes(request, "text_input").decode("utf-8")
         stream = _input_bool(request, "stream", False)
         exclude = _input_bool(request, "exclude_input_in_output", None)
