@@ -187,7 +187,7 @@ class ModelRegistry:
         rows = [(info.name, info.version, info.flavour.value, "served") for info in self.models]
         for name in sorted(self._not_served):
             version, _, why = self._not_served[name].partition(": ")
-            rows.append((name, version.removeprefix("v"), "-", f"not served ({why})"))
+            rows.append((name, version.removeprefix("v"), "-", f"not served ({why.partition(';')[0]})"))
         header = ("Model", "Version", "Flavour", "Status")
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
         line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"

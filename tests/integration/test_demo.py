@@ -75,6 +75,8 @@ def demo() -> Iterator[Demo]:
 def test_prints_the_model_table_and_the_url(demo: Demo) -> None:
     output = "".join(demo.output)
     assert re.search(r"\| vllm-stand-in\s+\| 1\s+\| vllm\s+\| served", output)
+    assert re.search(r"\| trtllm-stand-in\s+\| 1\s+\| tensorrtllm-ensemble\s+\| served", output)
+    assert re.search(r"\| tensorrt_llm\s+\| 1\s+\| -\s+\| not served", output)
     assert f"Gateway ready: http://127.0.0.1:{demo.port}/v1" in output
 
 
@@ -92,7 +94,8 @@ def test_readme_curl_examples_work_as_written(demo: Demo, snippet: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert '"error"' not in result.stdout, result.stdout
-    assert "vllm-stand-in" in result.stdout
+    named = re.search(r'"model": "([^"]+)"', snippet)
+    assert (named.group(1) if named else "vllm-stand-in") in result.stdout
 
 
 def test_readme_python_example_works_as_written(demo: Demo) -> None:
