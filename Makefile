@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := gateway schemas tests deploy
 RUFF_OPTS := --line-length 120 --target-version py311
 
-.PHONY: install run test unit integration lint format clean
+.PHONY: install run test unit integration lint format bench bench-aiperf clean
 
 install: $(STAMP)
 
@@ -38,5 +38,19 @@ format: install
 	$(VENV)/bin/ruff check --fix $(RUFF_OPTS) $(LINT_PATHS)
 	$(VENV)/bin/ruff format $(RUFF_OPTS) $(LINT_PATHS)
 
+# The gateway against direct gRPC at several concurrencies (a few minutes); results in bench-results/.
+bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m tests.benchmarks.harness $(BENCH_ARGS)
+
+# aiperf against `make run`'s gateway (start `make run` first), from a virtualenv of its own.
+AIPERF_VENV ?= .venv-aiperf
+AIPERF_ARGS ?= --concurrency 16 --request-count 200
+bench-aiperf:
+	@test -x $(AIPERF_VENV)/bin/aiperf || ($(PYTHON) -m venv $(AIPERF_VENV) && $(AIPERF_VENV)/bin/pip install --quiet aiperf)
+	$(AIPERF_VENV)/bin/aiperf profile --url http://127.0.0.1:9000 --endpoint-type chat --streaming \
+		--model vllm-stand-in --tokenizer $(CURDIR)/deploy/tokenizer $(AIPERF_ARGS) \
+		--artifact-dir $(CURDIR)/bench-results/aiperf
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AIPERF_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results

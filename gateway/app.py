@@ -79,4 +79,14 @@ def run(settings: Settings, announce: Callable[[web.Application], None] | None =
         handler_cancellation=True,  # a client that disconnects cancels its Triton request
         access_log=log if log.isEnabledFor(logging.DEBUG) else None,
         print=started,
+        loop=new_event_loop(),
     )
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed (faster sockets and callbacks), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -1,0 +1,1 @@
+"""The benchmark harness (`make bench`): the gateway measured against direct gRPC."""

@@ -1,0 +1,218 @@
+"""`make bench`: the gateway against direct gRPC, side by side in one run.
+
+Starts a real tritonserver with benchmark models (the vLLM protocol, a fixed token, a
+configurable token count and delay) and the gateway as its own process, then at each
+concurrency runs the same load three ways: straight to Triton over gRPC, through the gateway
+streamed, and through the gateway not streamed. Last, it holds thousands of slow streams open
+at once. Results go to bench-results/ as JSON, Markdown and a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from gateway.localtriton import LocalTriton, free_port
+from tests.benchmarks import report
+from tests.benchmarks.load import Cell, DirectClient, GatewayClient, peak_rss_bytes, run_cell
+from tests.benchmarks.sse_micro import chunks_per_second
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH_BACKEND = Path(__file__).resolve().parent / "backends" / "vllm"
+VLLM_CONFIG = ROOT / "tests" / "model_repository" / "vllm_model" / "config.pbtxt"
+TOKENIZER = ROOT / "deploy" / "tokenizer"
+PROMPT_MESSAGES = [{"role": "user", "content": "Benchmark prompt."}]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=64, help="tokens streamed per request")
+    parser.add_argument(
+        "--delays",
+        default="0,10",
+        help="model delays before each token, in ms, one profile each: 0 saturates the machine, "
+        "a GPU-like pace makes streaming and non-streaming cost the model the same",
+    )
+    parser.add_argument("--concurrency", default="1,16,64,256", help="comma-separated concurrencies")
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per cell")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each cell")
+    parser.add_argument("--open-streams", type=int, default=5000, help="slow streams held open at once (0: skip)")
+    parser.add_argument("--open-stream-tokens", type=int, default=4)
+    parser.add_argument("--open-stream-delay-ms", type=float, default=2000.0)
+    parser.add_argument("--model-instances", type=int, default=2, help="Python-backend instances of the model")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench-results")
+    return parser.parse_args(argv)
+
+
+def delays(args: argparse.Namespace) -> list[float]:
+    return [float(delay) for delay in args.delays.split(",")]
+
+
+def model_name(delay: float) -> str:
+    return f"bench_{delay:g}ms".replace(".", "_")
+
+
+def model_repository(directory: Path, args: argparse.Namespace) -> None:
+    """A model per delay (the load) and bench_slow (the open-streams test), vLLM-declared."""
+    config = VLLM_CONFIG.read_text().replace("count: 1 kind: KIND_CPU", f"count: {args.model_instances} kind: KIND_CPU")
+    models = [(model_name(delay), delay) for delay in delays(args)] + [("bench_slow", args.open_stream_delay_ms)]
+    for name, delay in models:
+        (directory / name / "1").mkdir(parents=True)
+        (directory / name / "config.pbtxt").write_text(config)
+        (directory / name / "1" / "model.json").write_text(json.dumps({"bench": {"token_delay_ms": delay}}))
+
+
+def start_gateway(triton_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "gateway", "--triton-url", triton_url, "--host", "127.0.0.1"]
+    command += ["--openai-port", str(port), "--tokenizer", str(TOKENIZER), "--log-level", "WARNING"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1):
+                return process
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"the gateway exited: {log.read_text()}") from None
+            time.sleep(0.2)
+    raise RuntimeError("the gateway did not become ready")
+
+
+def rendered_prompt() -> str:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(TOKENIZER))
+    return str(tokenizer.apply_chat_template(PROMPT_MESSAGES, tokenize=False, add_generation_prompt=True))
+
+
+async def measure(args: argparse.Namespace, triton: LocalTriton, gateway_url: str, gateway_pid: int) -> list[Cell]:
+    cells = []
+    prompt = rendered_prompt()
+    for delay in delays(args):
+        model = model_name(delay)
+        direct = DirectClient(triton.grpc_url, model, prompt, args.tokens)
+        try:
+            for concurrency in [int(c) for c in args.concurrency.split(",")]:
+                through = GatewayClient(gateway_url, model, args.tokens, connections=concurrency)
+                try:
+                    for mode, one in (
+                        ("direct", direct.one),
+                        ("gateway-stream", through.one_streamed),
+                        ("gateway-nonstream", through.one_plain),
+                    ):
+                        pid = None if mode == "direct" else gateway_pid
+                        cell = await run_cell(mode, one, concurrency, args.seconds, args.warmup, pid)
+                        cell.delay_ms = delay
+                        print(
+                            f"  {delay:g} ms {mode:18} c={concurrency:<4} {cell.tokens_per_second:9.0f} tok/s "
+                            f"{cell.requests_per_second:8.1f} req/s  TTFT p50 {cell.ttft_ms[0]:7.2f} ms  "
+                            f"p99 {cell.ttft_ms[1]:7.2f} ms  errors {cell.errors}",
+                            flush=True,
+                        )
+                        cells.append(cell)
+                finally:
+                    await through.close()
+        finally:
+            await direct.close()
+    return cells
+
+
+async def hold_open_streams(args: argparse.Namespace, gateway_url: str, gateway_pid: int) -> dict[str, Any]:
+    """Open `args.open_streams` slow streams at once; all must finish without error."""
+    body = json.dumps(
+        {"model": "bench_slow", "messages": PROMPT_MESSAGES, "max_tokens": args.open_stream_tokens, "stream": True}
+    ).encode()
+    connector = aiohttp.TCPConnector(limit=0)
+    started = time.perf_counter()
+    async with aiohttp.ClientSession(
+        connector=connector, headers={"Content-Type": "application/json"}, timeout=aiohttp.ClientTimeout(total=300)
+    ) as session:
+
+        async def one() -> bool:
+            try:
+                async with session.post(f"{gateway_url}/v1/chat/completions", data=body) as response:
+                    payload = await response.read()
+                return response.status == 200 and payload.endswith(b"data: [DONE]\n\n") and b'"error"' not in payload
+            except Exception:  # noqa: BLE001 - counted as an error
+                return False
+
+        outcomes = await asyncio.gather(*(one() for _ in range(args.open_streams)))
+    completed = sum(outcomes)
+    return {
+        "streams": args.open_streams,
+        "completed": completed,
+        "errors": args.open_streams - completed,
+        "seconds": round(time.perf_counter() - started, 2),
+        "tokens_each": args.open_stream_tokens,
+        "token_delay_ms": args.open_stream_delay_ms,
+        "gateway_peak_rss_mib": peak_rss_bytes(gateway_pid) / 2**20,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    model_repository(workdir / "models", args)
+    triton = LocalTriton(model_repository=workdir / "models", python_backends=[BENCH_BACKEND])
+    print("starting tritonserver and the gateway", flush=True)
+    await asyncio.to_thread(triton.start)
+    port = free_port()
+    gateway = start_gateway(triton.grpc_url, port, workdir / "gateway.log")
+    gateway_url = f"http://127.0.0.1:{port}"
+    try:
+        micro = chunks_per_second()
+        print("SSE encoding:", ", ".join(f"{k} {v:,.0f} chunks/s" for k, v in micro.items()), flush=True)
+        cells = await measure(args, triton, gateway_url, gateway.pid)
+        held = None
+        if args.open_streams:
+            print(f"holding {args.open_streams} streams open", flush=True)
+            held = await hold_open_streams(args, gateway_url, gateway.pid)
+        peak = peak_rss_bytes(gateway.pid) / 2**20
+    finally:
+        gateway.terminate()
+        gateway.wait(30)
+        await asyncio.to_thread(triton.stop)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "settings": {
+            "tokens": args.tokens,
+            "token_delays_ms": delays(args),
+            "seconds_per_cell": args.seconds,
+            "model_instances": args.model_instances,
+        },
+        "sse_micro": {name: round(rate) for name, rate in micro.items()},
+        "cells": [cell.as_dict() for cell in cells],
+        "ratios": report.ratios(cells),
+        "open_streams": held,
+        "gateway_peak_rss_mib": peak,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        result = runner.run(main_async(args))
+    print()
+    print(report.write(result, args.output))
+    print(f"results in {args.output}/bench.json, bench.md, bench.png")
+
+
+if __name__ == "__main__":
+    main()

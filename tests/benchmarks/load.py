@@ -1,0 +1,245 @@
+"""Closed-loop load: N workers each send a request, consume it to the end, and repeat.
+
+Three clients consume the same streams: straight from Triton over gRPC (the ceiling), and
+through the gateway, streamed (SSE) and not. Each records when the request started, when each
+token arrived and when it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from tritonclient.grpc import service_pb2 as pb
+
+from gateway.triton import tensors
+from gateway.triton.client import TritonClient
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Timing:
+    start: float
+    end: float = 0.0
+    token_times: list[float] = field(default_factory=list)
+    tokens: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Cell:
+    """The outcome of one (mode, concurrency) run."""
+
+    mode: str
+    concurrency: int
+    seconds: float
+    requests: int
+    errors: int
+    tokens: int
+    chunks: int
+    ttft_ms: tuple[float, float]  # p50, p99
+    itl_ms: tuple[float, float]
+    e2e_ms: float  # p50
+    gateway_cpu_seconds: float | None = None
+    delay_ms: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_chunk(self) -> float | None:
+        if self.gateway_cpu_seconds is None or not self.chunks:
+            return None
+        return self.gateway_cpu_seconds / self.chunks * 1e6
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "delay_ms": self.delay_ms,
+            "mode": self.mode,
+            "concurrency": self.concurrency,
+            "seconds": round(self.seconds, 3),
+            "requests": self.requests,
+            "errors": self.errors,
+            "tokens": self.tokens,
+            "tokens_per_s": round(self.tokens_per_second, 1),
+            "requests_per_s": round(self.requests_per_second, 2),
+            "ttft_p50_ms": round(self.ttft_ms[0], 3),
+            "ttft_p99_ms": round(self.ttft_ms[1], 3),
+            "itl_p50_ms": round(self.itl_ms[0], 3),
+            "itl_p99_ms": round(self.itl_ms[1], 3),
+            "e2e_p50_ms": round(self.e2e_ms, 3),
+            "gateway_cpu_us_per_chunk": None if self.cpu_us_per_chunk is None else round(self.cpu_us_per_chunk, 2),
+        }
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
+
+
+def peak_rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+async def run_cell(
+    mode: str,
+    one_request: Callable[[], Awaitable[Timing]],
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    gateway_pid: int | None,
+) -> Cell:
+    """Keep `concurrency` requests in flight for warmup + seconds; count those started after
+    the warm-up."""
+    started = time.perf_counter()
+    measure_from = started + warmup
+    deadline = measure_from + seconds
+    timings: list[Timing] = []
+    cpu_before = 0.0
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            timing = await one_request()
+            if timing.start >= measure_from:
+                timings.append(timing)
+
+    async def mark_cpu() -> None:
+        nonlocal cpu_before
+        await asyncio.sleep(warmup)
+        if gateway_pid is not None:
+            cpu_before = process_cpu_seconds(gateway_pid)
+
+    marker = asyncio.create_task(mark_cpu())
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await marker
+    cpu = process_cpu_seconds(gateway_pid) - cpu_before if gateway_pid is not None else None
+    end = max((t.end for t in timings), default=deadline)
+    ok = [t for t in timings if t.error is None]
+    ttft = [(t.token_times[0] - t.start) * 1e3 for t in ok if t.token_times]
+    gaps = [(b - a) * 1e3 for t in ok for a, b in zip(t.token_times, t.token_times[1:])]
+    return Cell(
+        mode=mode,
+        concurrency=concurrency,
+        seconds=end - measure_from,
+        requests=len(ok),
+        errors=len(timings) - len(ok),
+        tokens=sum(t.tokens for t in ok),
+        chunks=sum(len(t.token_times) for t in ok),
+        ttft_ms=(percentile(ttft, 0.5), percentile(ttft, 0.99)),
+        itl_ms=(percentile(gaps, 0.5), percentile(gaps, 0.99)),
+        e2e_ms=percentile([(t.end - t.start) * 1e3 for t in ok], 0.5),
+        gateway_cpu_seconds=cpu,
+    )
+
+
+class DirectClient:
+    """Triton's gRPC API with the request the gateway would send (the ceiling)."""
+
+    def __init__(self, url: str, model: str, prompt: str, tokens: int) -> None:
+        self._client = TritonClient(url)
+        self._template = pb.ModelInferRequest(model_name=model)
+        inputs = [
+            ("text_input", "BYTES", tensors.encode_one_bytes(prompt.encode())),
+            ("stream", "BOOL", b"\x01"),
+            ("sampling_parameters", "BYTES", tensors.encode_one_bytes(json.dumps({"max_tokens": tokens}).encode())),
+            ("exclude_input_in_output", "BOOL", b"\x01"),
+            ("return_finish_reason", "BOOL", b"\x01"),
+            ("return_num_input_tokens", "BOOL", b"\x01"),
+            ("return_num_output_tokens", "BOOL", b"\x01"),
+        ]
+        for name, datatype, raw in inputs:
+            self._template.inputs.add(name=name, datatype=datatype, shape=[1])
+            self._template.raw_input_contents.append(raw)
+        self._count = 0
+
+    async def one(self) -> Timing:
+        self._count += 1
+        request = pb.ModelInferRequest()
+        request.CopyFrom(self._template)
+        request.id = f"direct-{self._count}"
+        timing = Timing(start=time.perf_counter())
+        try:
+            async with self._client.stream(request) as responses:
+                async for response in responses:
+                    if response.raw_output_contents and tensors.decode_first_bytes(response.raw_output_contents[0]):
+                        timing.token_times.append(time.perf_counter())
+                        timing.tokens += 1
+        except Exception as exc:  # noqa: BLE001 - counted, not raised
+            timing.error = repr(exc)
+        timing.end = time.perf_counter()
+        return timing
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+class GatewayClient:
+    """The gateway's chat endpoint through one aiohttp session."""
+
+    def __init__(self, base_url: str, model: str, tokens: int, connections: int) -> None:
+        self._url = f"{base_url}/v1/chat/completions"
+        body = {"model": model, "messages": [{"role": "user", "content": "Benchmark prompt."}], "max_tokens": tokens}
+        self._stream_body = json.dumps({**body, "stream": True}).encode()
+        self._plain_body = json.dumps(body).encode()
+        connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers={"Content-Type": "application/json"}, timeout=aiohttp.ClientTimeout(total=None)
+        )
+
+    async def one_streamed(self) -> Timing:
+        timing = Timing(start=time.perf_counter())
+        try:
+            async with self._session.post(self._url, data=self._stream_body) as response:
+                if response.status != 200:
+                    timing.error = f"HTTP {response.status}"
+                async for line in response.content:
+                    if line.startswith(b'data: {"id"') and b'"content":"' in line and b'"content":""' not in line:
+                        timing.token_times.append(time.perf_counter())
+                        timing.tokens += 1
+                    elif line.startswith(b'data: {"error"'):
+                        timing.error = line.decode()
+        except Exception as exc:  # noqa: BLE001 - counted, not raised
+            timing.error = repr(exc)
+        timing.end = time.perf_counter()
+        return timing
+
+    async def one_plain(self) -> Timing:
+        timing = Timing(start=time.perf_counter())
+        try:
+            async with self._session.post(self._url, data=self._plain_body) as response:
+                body = await response.read()
+                if response.status != 200:
+                    timing.error = f"HTTP {response.status}"
+                else:
+                    timing.token_times.append(time.perf_counter())
+                    timing.tokens = json.loads(body)["usage"]["completion_tokens"]
+        except Exception as exc:  # noqa: BLE001 - counted, not raised
+            timing.error = repr(exc)
+        timing.end = time.perf_counter()
+        return timing
+
+    async def close(self) -> None:
+        await self._session.close()

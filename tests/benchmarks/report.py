@@ -1,0 +1,134 @@
+"""The harness's outputs: a JSON file, a Markdown table and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from tests.benchmarks.load import Cell
+
+
+def ratios(cells: list[Cell]) -> list[dict[str, Any]]:
+    """gateway/direct and streaming/non-streaming at each concurrency."""
+    by_key = {(cell.delay_ms, cell.mode, cell.concurrency): cell for cell in cells}
+    rows = []
+    for delay, concurrency in sorted({(cell.delay_ms, cell.concurrency) for cell in cells}):
+        direct = by_key.get((delay, "direct", concurrency))
+        stream = by_key.get((delay, "gateway-stream", concurrency))
+        plain = by_key.get((delay, "gateway-nonstream", concurrency))
+        if not (direct and stream and plain):
+            continue
+        rows.append(
+            {
+                "delay_ms": delay,
+                "concurrency": concurrency,
+                "stream_tokens_vs_direct": _ratio(stream.tokens_per_second, direct.tokens_per_second),
+                "stream_requests_vs_nonstream": _ratio(stream.requests_per_second, plain.requests_per_second),
+                "added_ttft_p50_ms": round(stream.ttft_ms[0] - direct.ttft_ms[0], 3),
+                "added_ttft_p99_ms": round(stream.ttft_ms[1] - direct.ttft_ms[1], 3),
+                "gateway_cpu_us_per_chunk": stream.cpu_us_per_chunk and round(stream.cpu_us_per_chunk, 2),
+            }
+        )
+    return rows
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"  # NaN: not measured
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else float("nan")
+
+
+def markdown(result: dict[str, Any]) -> str:
+    settings = result["settings"]
+    lines = [
+        f"# Benchmark: {settings['tokens']} tokens per request, model delay per token {settings['token_delays_ms']} ms",
+        "",
+    ]
+    lines += [
+        (
+            "| delay ms | mode | conc. | req/s | tokens/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms "
+            "| gateway CPU µs/chunk | errors |"
+        ),
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for cell in result["cells"]:
+        cpu = cell["gateway_cpu_us_per_chunk"]
+        lines.append(
+            f"| {cell['delay_ms']:g} | {cell['mode']} | {cell['concurrency']} | {cell['requests_per_s']:.1f} | {cell['tokens_per_s']:.0f} "
+            f"| {_number(cell['ttft_p50_ms'])} | {_number(cell['ttft_p99_ms'])} | {_number(cell['itl_p50_ms'])} "
+            f"| {_number(cell['itl_p99_ms'])} | {_number(cpu, 1)} | {cell['errors']} |"
+        )
+    lines += [
+        "",
+        (
+            "| delay ms | conc. | stream tokens/s ÷ direct | stream req/s ÷ non-stream | added TTFT p50 ms "
+            "| added TTFT p99 ms |"
+        ),
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["ratios"]:
+        lines.append(
+            f"| {row['delay_ms']:g} | {row['concurrency']} | {row['stream_tokens_vs_direct']:.3f} | {row['stream_requests_vs_nonstream']:.3f} "
+            f"| {row['added_ttft_p50_ms']:.2f} | {row['added_ttft_p99_ms']:.2f} |"
+        )
+    micro = result.get("sse_micro")
+    if micro:
+        lines += ["", "SSE encoding: " + ", ".join(f"{name} {rate:,.0f} chunks/s" for name, rate in micro.items())]
+    held = result.get("open_streams")
+    if held:
+        lines += [
+            "",
+            (
+                f"Open streams: {held['completed']}/{held['streams']} completed, {held['errors']} errors, "
+                f"gateway peak RSS {held['gateway_peak_rss_mib']:.0f} MiB, {held['seconds']:.1f} s."
+            ),
+        ]
+    lines += [
+        "",
+        "Non-streamed rows count one chunk per request, so their CPU column is per request.",
+        f"Gateway peak RSS over the run: {result['gateway_peak_rss_mib']:.0f} MiB.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> bool:
+    """Throughput and TTFT against concurrency; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, (tokens_axis, ttft_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for delay in result["settings"]["token_delays_ms"]:
+        for mode in ("direct", "gateway-stream", "gateway-nonstream"):
+            cells = [cell for cell in result["cells"] if cell["mode"] == mode and cell["delay_ms"] == delay]
+            xs = [cell["concurrency"] for cell in cells]
+            label = f"{mode} ({delay:g} ms)"
+            tokens_axis.plot(xs, [cell["tokens_per_s"] for cell in cells], marker="o", label=label)
+            ttft_axis.plot(xs, [cell["ttft_p50_ms"] for cell in cells], marker="o", label=f"{label} p50")
+    for axis, title, unit in ((tokens_axis, "Output tokens/s", "tokens/s"), (ttft_axis, "Time to first token", "ms")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("concurrency")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=7)
+    ttft_axis.set_yscale("log")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return True
+
+
+def write(result: dict[str, Any], directory: Path) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    (directory / "bench.md").write_text(table)
+    plot(result, directory / "bench.png")
+    return table

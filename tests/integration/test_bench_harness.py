@@ -1,0 +1,39 @@
+"""The benchmark harness still runs end to end (tiny settings; no timing is judged here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.benchmarks import harness
+
+
+@pytest.mark.timeout(240)
+def test_harness_runs_and_writes_its_results(tmp_path: Path) -> None:
+    harness.main(
+        [
+            "--concurrency=1,4",
+            "--delays=0,2",
+            "--tokens=8",
+            "--seconds=0.5",
+            "--warmup=0.1",
+            "--open-streams=50",
+            "--open-stream-tokens=2",
+            "--open-stream-delay-ms=50",
+            "--model-instances=1",
+            f"--output={tmp_path}",
+        ]
+    )
+    result = json.loads((tmp_path / "bench.json").read_text())
+    modes = {(cell["delay_ms"], cell["mode"], cell["concurrency"]) for cell in result["cells"]}
+    assert len(modes) == 2 * 3 * 2
+    for cell in result["cells"]:
+        assert cell["errors"] == 0 and cell["requests"] > 0
+        assert cell["tokens"] == cell["requests"] * 8
+    assert len(result["ratios"]) == 4
+    assert result["open_streams"]["completed"] == 50 and result["open_streams"]["errors"] == 0
+    assert set(result["sse_micro"]) == {"msgspec_framer", "json_dumps_dict"}
+    table = (tmp_path / "bench.md").read_text()
+    assert "gateway-stream" in table and "stream tokens/s ÷ direct" in table
