@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from gateway.backends.base import BackendOptions
 from gateway.chat.template import TokenizerStore
 from gateway.engine import Engine
 from gateway.errors import APIError
@@ -39,7 +40,7 @@ def _lifecycle(settings: Settings):  # type: ignore[no-untyped-def]
         tokenizers = TokenizerStore(settings.tokenizer, settings.chat_template)
         await tokenizers.preload()
         client = TritonClient(settings.triton_url)
-        engine = Engine(client)
+        engine = Engine(client, BackendOptions(structured_outputs_keys=settings.structured_outputs_key))
         registry = ModelRegistry(
             client,
             served_flavours=engine.flavours,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.backends.base import STRUCTURED_OUTPUTS_KEYS
 from gateway.settings import Settings
 from gateway.triton.flavours import BackendFamily
 
@@ -84,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
     )
     flag(
+        "--structured-outputs-key",
+        "the sampling-parameters key vLLM models take guided decoding under: structured_outputs "
+        "(vLLM backend r25.11+) or guided_decoding (r25.01-r25.10); MODEL=KEY sets it for one model "
+        "(repeatable; env: comma-separated)",
+        action="append",
+        metavar="[MODEL=]KEY",
+    )
+    flag(
         "--log-level",
         "logging level",
         default=defaults.log_level,
@@ -123,8 +132,16 @@ def parse_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | 
         default_max_tokens=args.default_max_tokens,
         http_max_input_size=args.http_max_input_size,
         model_refresh_interval=args.model_refresh_interval,
+        structured_outputs_key=_structured_outputs_keys(parser, args.structured_outputs_key or ()),
         log_level=args.log_level,
     )
+
+
+def _structured_outputs_keys(parser: argparse.ArgumentParser, specs: Sequence[str]) -> tuple[str, ...]:
+    for spec in specs:
+        if spec.rpartition("=")[2] not in STRUCTURED_OUTPUTS_KEYS:
+            parser.error(f"--structured-outputs-key {spec}: the key is one of {', '.join(STRUCTURED_OUTPUTS_KEYS)}")
+    return tuple(specs)
 
 
 def configure_logging(level: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
-from gateway.backends.base import BackendAdapter, Delta, GenerationRequest, TokenizerTools
+from gateway.backends.base import BackendAdapter, BackendOptions, Delta, GenerationRequest, TokenizerTools
 from gateway.backends.trtllm import TrtllmAdapter
 from gateway.backends.vllm import VllmAdapter
 from gateway.errors import BadGateway
@@ -14,7 +14,7 @@ from gateway.triton.client import TritonClient, TritonErrorMessage
 from gateway.triton.flavours import Flavour
 from gateway.triton.registry import ModelInfo
 
-AdapterFactory = Callable[[ModelInfo], BackendAdapter]
+AdapterFactory = Callable[[ModelInfo, BackendOptions], BackendAdapter]
 
 ADAPTERS: Mapping[Flavour, AdapterFactory] = {
     Flavour.VLLM: VllmAdapter,
@@ -35,8 +35,14 @@ class Generation:
 
 
 class Engine:
-    def __init__(self, client: TritonClient, adapters: Mapping[Flavour, AdapterFactory] = ADAPTERS) -> None:
+    def __init__(
+        self,
+        client: TritonClient,
+        options: BackendOptions | None = None,
+        adapters: Mapping[Flavour, AdapterFactory] = ADAPTERS,
+    ) -> None:
         self._client = client
+        self._options = options or BackendOptions()
         self._factories = adapters
         self._adapters: dict[tuple[str, str], BackendAdapter] = {}
 
@@ -48,7 +54,7 @@ class Engine:
         key = (model.name, model.version)
         adapter = self._adapters.get(key)
         if adapter is None:
-            adapter = self._adapters[key] = self._factories[model.flavour](model)
+            adapter = self._adapters[key] = self._factories[model.flavour](model, self._options)
         return adapter
 
     async def stream(

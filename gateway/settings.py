@@ -19,4 +19,5 @@ class Settings:
     default_max_tokens: int = 16
     http_max_input_size: int = 64 * 1024 * 1024
     model_refresh_interval: float = 5.0
+    structured_outputs_key: tuple[str, ...] = ()
     log_level: str = "INFO"

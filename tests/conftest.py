@@ -26,6 +26,7 @@ from gateway.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_REPOSITORY = ROOT / "tests" / "model_repository"
 TOKENIZER_DIR = ROOT / "deploy" / "tokenizer"
+GUIDED_LEGACY = "vllm_guided_legacy=guided_decoding"  # an r25.01-r25.10 vLLM model
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +52,7 @@ def settings(triton: LocalTriton) -> Settings:
         tokenizer=(str(TOKENIZER_DIR),),
         default_max_tokens=64,
         model_refresh_interval=0.5,
+        structured_outputs_key=(GUIDED_LEGACY,),
     )
 
 
@@ -103,6 +105,8 @@ def gateway_process(triton: LocalTriton, tmp_path_factory: pytest.TempPathFactor
         str(TOKENIZER_DIR),
         "--default-max-tokens",
         "64",
+        "--structured-outputs-key",
+        GUIDED_LEGACY,
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
@@ -139,6 +143,9 @@ class WordTokenizer:
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
+
+    def vocab_size(self) -> int:
+        return 1000
 
     def round_trip(self, text: str) -> str:
         return text.replace("<s>", "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from typing import Any
 
 from tokenizers import Tokenizer
 
@@ -36,13 +37,7 @@ class StandInTokenizer:
 
 def reply_for(prompt: str, temperature: float, seed: int | None) -> str:
     """The last user turn of a chat prompt (or the raw prompt) repeated back."""
-    start = prompt.rfind(USER_MARK)
-    if start == -1:
-        said = prompt.strip()
-    else:
-        said = prompt[start + len(USER_MARK) :]
-        end = said.find(END_MARK)
-        said = (said[:end] if end != -1 else said).strip()
+    said = last_user_turn(prompt)
     opening = OPENINGS[0]
     if temperature > 0:
         opening = random.Random(seed).choice(OPENINGS)
@@ -62,3 +57,55 @@ def reply_token(reply_ids: list[int], position: int, eos_allowed: bool, eos_id: 
 def resolve(model_dir: str, path: str) -> str:
     """A path from a model's configuration, relative to the model's directory."""
     return os.path.normpath(os.path.join(model_dir, path))
+
+
+def json_instance(schema: dict[str, Any], said: str) -> Any:
+    """A small value that satisfies `schema` (what guided decoding would force), carrying
+    the user's words in its strings."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for combinator in ("anyOf", "oneOf", "allOf"):
+        if schema.get(combinator):
+            return json_instance(schema[combinator][0], said)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        names = schema.get("required", list(properties))
+        return {name: json_instance(properties.get(name, {"type": "string"}), said) for name in names}
+    if kind == "array":
+        count = max(1, int(schema.get("minItems", 1)))
+        return [json_instance(schema.get("items", {"type": "string"}), said) for _ in range(count)]
+    if kind == "string":
+        return said[: int(schema.get("maxLength", len(said)))] if said else "text"
+    if kind == "integer":
+        return int(schema.get("minimum", 1))
+    if kind == "number":
+        return float(schema.get("minimum", 1.5))
+    if kind == "boolean":
+        return True
+    return None
+
+
+def guided_reply(spec: dict[str, Any], said: str) -> str:
+    """The reply under guided decoding (json, json_object or choice)."""
+    if "json" in spec:
+        schema = spec["json"] if isinstance(spec["json"], dict) else json.loads(spec["json"])
+        return json.dumps(json_instance(schema, said))
+    if spec.get("json_object"):
+        return json.dumps({"said": said})
+    if spec.get("choice"):
+        return str(spec["choice"][0])
+    raise ValueError("the stand-in model supports json, json_object and choice constraints")
+
+
+def last_user_turn(prompt: str) -> str:
+    start = prompt.rfind(USER_MARK)
+    if start == -1:
+        return prompt.strip()
+    said = prompt[start + len(USER_MARK) :]
+    end = said.find(END_MARK)
+    return (said[:end] if end != -1 else said).strip()

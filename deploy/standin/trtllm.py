@@ -209,7 +209,8 @@ class _LlmApiParams:
         self.stop_token_ids: list[int] = []
         self.min_tokens = 0
         self.ignore_eos = False
-        self.include_stop_str_in_output = False
+        include = _array(request, "sampling_param_include_stop_str_in_output")
+        self.include_stop_str_in_output = bool(include.reshape(-1)[0]) if include is not None else False
         self.logprobs = None
         if self.top_k == 1:
             self.temperature = 0.0

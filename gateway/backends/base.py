@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from tritonclient.grpc import service_pb2 as pb
 
@@ -26,6 +26,24 @@ class GenerationRequest:
     frequency_penalty: float | None = None
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    min_tokens: int | None = None
+    ignore_eos: bool | None = None
+    stop_token_ids: list[int] | None = None
+    skip_special_tokens: bool | None = None
+    include_stop_str_in_output: bool | None = None
+    logit_bias: dict[int, float] | None = None
+    guided: GuidedDecoding | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuidedDecoding:
+    """A constraint on the output: any JSON object, or JSON matching `schema`."""
+
+    kind: Literal["json_object", "json_schema"]
+    schema: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -40,10 +58,36 @@ class Delta:
     completion_tokens: int | None = None
 
 
+STRUCTURED_OUTPUTS_KEYS = ("structured_outputs", "guided_decoding")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """What the operator says about the deployment that Triton cannot be asked.
+
+    vLLM backends r25.11+ take guided decoding under `structured_outputs`, r25.01-r25.10
+    under `guided_decoding`: `structured_outputs_keys` holds "KEY" (every model) and
+    "MODEL=KEY" entries."""
+
+    structured_outputs_keys: tuple[str, ...] = ()
+
+    def structured_outputs_key(self, model: str) -> str:
+        key = "structured_outputs"
+        for spec in self.structured_outputs_keys:
+            name, sep, value = spec.rpartition("=")
+            if not sep:
+                key = value
+            elif name == model:
+                return value
+        return key
+
+
 class TokenizerTools(Protocol):
     """What adapters and usage need of a model's tokenizer."""
 
     def count_tokens(self, text: str) -> int: ...
+
+    def vocab_size(self) -> int: ...
 
     def round_trip(self, text: str) -> str:
         """`text` encoded and decoded again, special tokens dropped (as a backend that

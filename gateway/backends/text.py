@@ -51,13 +51,14 @@ class CumulativeText:
 
 
 class StopStringFilter:
-    """Cuts streamed text at the first stop string (which is not shown), holding back any
-    tail that could still become one."""
+    """Cuts streamed text at the first stop string (shown only with `keep_stop`), holding
+    back any tail that could still become one."""
 
-    __slots__ = ("_hold", "_pending", "_stops", "stopped")
+    __slots__ = ("_hold", "_keep_stop", "_pending", "_stops", "stopped")
 
-    def __init__(self, stops: list[str]) -> None:
+    def __init__(self, stops: list[str], keep_stop: bool = False) -> None:
         self._stops = [stop for stop in stops if stop]
+        self._keep_stop = keep_stop
         self._hold = max((len(stop) for stop in self._stops), default=1) - 1
         self._pending = ""
         self.stopped = False
@@ -66,11 +67,11 @@ class StopStringFilter:
         if self.stopped:
             return ""
         pending = self._pending + text
-        cut = min((index for stop in self._stops if (index := pending.find(stop)) != -1), default=-1)
-        if cut != -1:
+        shown, found = cut_at_stop(pending, self._stops, self._keep_stop)
+        if found:
             self.stopped = True
             self._pending = ""
-            return pending[:cut]
+            return shown
         keep = self._partial_stop_length(pending)
         self._pending = pending[len(pending) - keep :] if keep else ""
         return pending[: len(pending) - keep]
@@ -88,7 +89,10 @@ class StopStringFilter:
         return "" if self.stopped else pending
 
 
-def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """`text` up to the first stop string, and whether one was found."""
-    found = [index for stop in stops if stop and (index := text.find(stop)) != -1]
-    return (text[: min(found)], True) if found else (text, False)
+def cut_at_stop(text: str, stops: list[str], keep_stop: bool = False) -> tuple[str, bool]:
+    """`text` up to the first stop string (through it with `keep_stop`), and whether one was found."""
+    found = [(index, len(stop)) for stop in stops if stop and (index := text.find(stop)) != -1]
+    if not found:
+        return text, False
+    index, length = min(found)
+    return text[: index + length] if keep_stop else text[:index], True

@@ -9,12 +9,22 @@ stream text either as per-response pieces or cumulatively; the reader evens all 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import Delta, GenerationRequest, RequestBuilder, TokenizerTools, output_indices, token_counts
+from gateway.backends.base import (
+    BackendOptions,
+    Delta,
+    GenerationRequest,
+    GuidedDecoding,
+    RequestBuilder,
+    TokenizerTools,
+    output_indices,
+    token_counts,
+)
 from gateway.backends.errors import generic_backend_error, translate_triton_error
 from gateway.backends.text import CumulativeText, DeltaText, StopStringFilter, cut_at_stop
 from gateway.errors import APIError, BackendError, InvalidRequest
@@ -34,6 +44,12 @@ _PIPELINE_INPUTS: dict[str, tuple[str, ...]] = {
     "presence_penalty": ("presence_penalty",),
     "frequency_penalty": ("frequency_penalty",),
     "stop": ("stop_words",),
+    "repetition_penalty": ("repetition_penalty",),
+    "min_tokens": ("min_tokens", "min_length"),
+    "min_p": ("min_p",),
+    "ignore_eos": (),
+    "skip_special_tokens": (),
+    "guided": ("guided_decoding_guide_type",),
 }
 _LLM_API_INPUTS: dict[str, tuple[str, ...]] = {
     "prompt": ("text_input",),
@@ -46,6 +62,13 @@ _LLM_API_INPUTS: dict[str, tuple[str, ...]] = {
     "presence_penalty": ("sampling_param_presence_penalty",),
     "frequency_penalty": ("sampling_param_frequency_penalty",),
     "stop": ("sampling_param_stop",),
+    "repetition_penalty": ("sampling_param_repetition_penalty",),
+    "min_tokens": ("sampling_param_min_tokens",),
+    "min_p": ("sampling_param_min_p",),
+    "ignore_eos": ("sampling_param_ignore_eos",),
+    "skip_special_tokens": ("sampling_param_skip_special_tokens",),
+    "include_stop_str_in_output": ("sampling_param_include_stop_str_in_output",),
+    "guided": (),
 }
 _LLM_API_FINISH_REASONS = {"stop": "stop", "length": "length"}
 _ENSEMBLE_PREFIX = re.compile(r"^(in ensemble '[^']*', )+")
@@ -55,7 +78,7 @@ _TRACEBACK = "Traceback (most recent call last)"
 class TrtllmAdapter:
     """Builds ModelInferRequests for one TensorRT-LLM model and reads its responses."""
 
-    def __init__(self, model: ModelInfo) -> None:
+    def __init__(self, model: ModelInfo, options: BackendOptions) -> None:
         self.model = model
         self._llm_api = model.flavour is Flavour.TRTLLM_LLMAPI
         table = _LLM_API_INPUTS if self._llm_api else _PIPELINE_INPUTS
@@ -86,6 +109,22 @@ class TrtllmAdapter:
         if request.seed is not None and request.seed < 0:
             raise InvalidRequest("seed must be non-negative for TensorRT-LLM models.", param="seed")
         self._add_number(builder, "seed", request.seed)
+        self._add_number(builder, "repetition_penalty", request.repetition_penalty)
+        self._add_number(builder, "min_tokens", request.min_tokens)
+        self._add_number(builder, "min_p", request.min_p)
+        for field in ("ignore_eos", "skip_special_tokens"):
+            value = getattr(request, field)
+            if value is not None:
+                builder.add_bool(self._require(field), value)
+        if self._llm_api and request.include_stop_str_in_output is not None:
+            # The LLM API applies stop strings itself; elsewhere the gateway does.
+            builder.add_bool(self._require("include_stop_str_in_output"), request.include_stop_str_in_output)
+        if request.stop_token_ids:
+            raise self._refusal("stop_token_ids", "token-id stop conditions")
+        if request.logit_bias:
+            raise self._refusal("logit_bias", "logit_bias (TensorRT-LLM biases words, not token ids)")
+        if request.guided is not None:
+            self._add_guide(builder, request.guided)
         stop_input = self._names["stop"]
         if request.stop and stop_input is not None:
             builder.add_bytes_list(stop_input, [stop.encode("utf-8") for stop in request.stop])
@@ -98,13 +137,35 @@ class TrtllmAdapter:
     def _require(self, field: str) -> str:
         name = self._names[field]
         if name is None:
+            candidates = self._candidates[field]
+            expected = f" (expected one of: {', '.join(candidates)})" if candidates else ""
             raise InvalidRequest(
-                f"The model '{self.model.name}' declares no input for {field} "
-                f"(expected one of: {', '.join(self._candidates[field])}).",
+                f"The model '{self.model.name}' declares no input for {field}{expected}.",
                 param=field,
                 code="unsupported_parameter",
             )
         return name
+
+    def _refusal(self, param: str, what: str) -> InvalidRequest:
+        return InvalidRequest(
+            f"The TensorRT-LLM model '{self.model.name}' cannot take {what}.", param=param, code="unsupported_parameter"
+        )
+
+    def _add_guide(self, builder: RequestBuilder, guided: GuidedDecoding) -> None:
+        """TensorRT-LLM v0.19+ guided decoding: a guide type and the guide itself."""
+        if self._names["guided"] is None or not self.model.accepts("guided_decoding_guide"):
+            raise InvalidRequest(
+                f"The model '{self.model.name}' has no guided-decoding inputs "
+                "(guided_decoding_guide_type, guided_decoding_guide), so it cannot honour response_format.",
+                param="response_format",
+                code="unsupported_parameter",
+            )
+        if guided.kind == "json_schema":
+            builder.add_bytes("guided_decoding_guide_type", b"json_schema")
+            builder.add_bytes("guided_decoding_guide", json.dumps(guided.schema).encode("utf-8"))
+        else:
+            builder.add_bytes("guided_decoding_guide_type", b"json")
+            builder.add_bytes("guided_decoding_guide", b"")
 
     def _add_number(self, builder: RequestBuilder, field: str, value: float | None, required: bool = False) -> None:
         """Send `value` in the declared datatype; a value the model cannot take is a 400."""
@@ -153,7 +214,8 @@ class TrtllmResponseReader:
         self._max_tokens = request.max_tokens
         self._stream = request.stream
         self._stops = list(request.stop)
-        self._filter = StopStringFilter(self._stops) if request.stream and self._stops else None
+        self._keep_stop = bool(request.include_stop_str_in_output)
+        self._filter = StopStringFilter(self._stops, self._keep_stop) if request.stream and self._stops else None
         self._text: CumulativeText | DeltaText = CumulativeText() if cumulative else DeltaText()
         self._echoes = sorted(echoes, key=len, reverse=True)
         self._tokenizer = tokenizer
@@ -199,7 +261,7 @@ class TrtllmResponseReader:
         if not self._stops:
             return text, False
         if self._filter is None:  # the whole text at once
-            return cut_at_stop(text, self._stops)
+            return cut_at_stop(text, self._stops, self._keep_stop)
         shown = self._filter.feed(text)
         if final and not self._filter.stopped:
             shown += self._filter.flush()

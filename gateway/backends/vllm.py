@@ -7,10 +7,22 @@ sending because the backend answers any bad key or value with the same unhelpful
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import msgspec
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import Delta, GenerationRequest, RequestBuilder, TokenizerTools, output_indices, token_counts
+from gateway.backends.base import (
+    BackendOptions,
+    Delta,
+    GenerationRequest,
+    GuidedDecoding,
+    RequestBuilder,
+    TokenizerTools,
+    output_indices,
+    token_counts,
+)
 from gateway.backends.errors import generic_backend_error, translate_triton_error
 from gateway.errors import APIError, BackendError, InvalidRequest
 from gateway.triton import tensors
@@ -36,17 +48,35 @@ class VllmSamplingParameters(msgspec.Struct, omit_defaults=True):
     frequency_penalty: float | None = None
     seed: int | None = None
     stop: list[str] | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    min_tokens: int | None = None
+    ignore_eos: bool | None = None
+    stop_token_ids: list[int] | None = None
+    skip_special_tokens: bool | None = None
+    include_stop_str_in_output: bool | None = None
+    logit_bias: dict[int, float] | None = None
+    # Guided decoding: a JSON *string* of {"json": schema} or {"json_object": true}.
+    structured_outputs: str | None = None
+    guided_decoding: str | None = None
 
 
 _PARAMETERS_ENCODER = msgspec.json.Encoder()
 
 
+def guided_decoding_value(guided: GuidedDecoding) -> str:
+    spec: dict[str, Any] = {"json": guided.schema} if guided.kind == "json_schema" else {"json_object": True}
+    return json.dumps(spec, separators=(",", ":"))
+
+
 class VllmAdapter:
     """Builds ModelInferRequests for one vLLM-backend model and reads its responses."""
 
-    def __init__(self, model: ModelInfo) -> None:
+    def __init__(self, model: ModelInfo, options: BackendOptions) -> None:
         self.model = model
         self._excludes_input = model.accepts("exclude_input_in_output")
+        self._guided_key = options.structured_outputs_key(model.name)
 
     def build_request(self, request: GenerationRequest) -> pb.ModelInferRequest:
         builder = RequestBuilder(self.model, request.request_id)
@@ -60,7 +90,18 @@ class VllmAdapter:
             frequency_penalty=request.frequency_penalty,
             seed=request.seed,
             stop=request.stop or None,
+            top_k=request.top_k,
+            min_p=request.min_p,
+            repetition_penalty=request.repetition_penalty,
+            min_tokens=request.min_tokens,
+            ignore_eos=request.ignore_eos,
+            stop_token_ids=request.stop_token_ids,
+            skip_special_tokens=request.skip_special_tokens,
+            include_stop_str_in_output=request.include_stop_str_in_output,
+            logit_bias=request.logit_bias,
         )
+        if request.guided is not None:
+            setattr(parameters, self._guided_key, guided_decoding_value(request.guided))
         builder.add_bytes("sampling_parameters", _PARAMETERS_ENCODER.encode(parameters))
         builder.add_bool_if_declared("exclude_input_in_output", True)
         builder.add_bool_if_declared("return_finish_reason", True)

@@ -116,6 +116,9 @@ class ModelTokenizer:
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
+    def vocab_size(self) -> int:
+        return len(self._tokenizer)
+
     def round_trip(self, text: str) -> str:
         ids = self._tokenizer.encode(text, add_special_tokens=False)
         return str(self._tokenizer.decode(ids, skip_special_tokens=True))

@@ -15,6 +15,7 @@ from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import state_of
 from gateway.http.streaming import serve_stream
 from gateway.sse import ChunkFramer, frame
+from gateway.structured import StructuredOutput
 from gateway.usage import UsageTracker
 from schemas.requests import ChatCompletionRequest, ChatMessage, TextPart
 from schemas.responses import (
@@ -73,8 +74,22 @@ def check_chat(body: ChatCompletionRequest) -> None:
         raise unsupported("tools", "Tool calling")
     if body.tool_choice not in (None, "none", "auto"):
         raise unsupported("tool_choice", "tool_choice without tools")
-    if body.response_format is not None and body.response_format.get("type", "text") != "text":
-        raise unsupported("response_format", f"response_format of type '{body.response_format.get('type')}'")
+
+
+# Arguments the gateway itself passes to apply_chat_template.
+_RESERVED_TEMPLATE_ARGUMENTS = frozenset(
+    {"conversation", "messages", "tools", "documents", "tokenize", "add_generation_prompt", "chat_template"}
+)
+
+
+def chat_template_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """`chat_template_kwargs` for the template (e.g. enable_thinking), minus the gateway's own."""
+    for key in options or {}:
+        if key in _RESERVED_TEMPLATE_ARGUMENTS or key.startswith("return_"):
+            raise InvalidRequest(
+                f"chat_template_kwargs may not set '{key}': the gateway sets it.", param=f"chat_template_kwargs.{key}"
+            )
+    return dict(options or {})
 
 
 class ChatStreamFormatter:
@@ -85,9 +100,12 @@ class ChatStreamFormatter:
     def opening(self) -> bytes:
         return self._framer.frame(ChatChunkChoice(0, ChatDelta(role="assistant", content="")))
 
-    def chunk(self, text: str, finish_reason: str | None) -> bytes:
+    def chunk(self, text: str, finish_reason: str | None, usage: Usage | None = None) -> bytes:
         delta = ChatDelta(content=text) if text else ChatDelta()
-        return self._framer.frame(ChatChunkChoice(0, delta, finish_reason))
+        choice = ChatChunkChoice(0, delta, finish_reason)
+        if usage is not None:
+            return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
+        return self._framer.frame(choice)
 
     def usage_chunk(self, usage: Usage | None) -> bytes:
         envelope = self._envelope
@@ -99,29 +117,40 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     body = await decode_body(request, _DECODER)
     check_chat(body)
     messages = template_messages(body.messages)
+    template_options = chat_template_options(body.chat_template_kwargs)
+    structured = StructuredOutput(body.response_format)
     model = await state.registry.resolve(body.model)
-    prompt = state.tokenizers.render_chat(model.name, messages)
+    prompt = state.tokenizers.render_chat(model.name, messages, **template_options)
+    tokenizer = state.tokenizers.tools(model.name)
     request_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     max_tokens = body.max_completion_tokens or body.max_tokens or state.settings.default_max_tokens
-    generation = generation_request(body, request_id=request_id, prompt=prompt, max_tokens=max_tokens)
-
-    tokenizer = state.tokenizers.tools(model.name)
+    generation = generation_request(
+        body,
+        request_id=request_id,
+        prompt=prompt,
+        max_tokens=max_tokens,
+        guided=structured.guided,
+        vocab_size=tokenizer.vocab_size() if tokenizer else None,
+    )
 
     def resolve_usage(tracker: UsageTracker, completion: str) -> Usage | None:
         return tracker.usage(prompt, completion, tokenizer)
 
     if body.stream:
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        options = body.stream_options
         return await serve_stream(
             request,
             state.engine.stream(model, generation, tokenizer),
             ChatStreamFormatter(request_id, created, body.model),
-            include_usage=include_usage,
+            include_usage=options is not None and options.include_usage,
+            continuous_usage=options is not None and options.include_usage and options.continuous_usage_stats,
             resolve_usage=resolve_usage,
+            check_output=structured.check_output if structured.checks_output else None,
         )
 
     result = await state.engine.generate(model, generation, tokenizer)
+    structured.check_output(result.text)
     tracker = UsageTracker()
     tracker.prompt_tokens, tracker.completion_tokens = result.prompt_tokens, result.completion_tokens
     completion = ChatCompletion(

@@ -13,6 +13,7 @@ from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import state_of
 from gateway.http.streaming import serve_stream
 from gateway.sse import ChunkFramer, frame
+from gateway.structured import StructuredOutput
 from gateway.usage import UsageTracker
 from schemas.requests import CompletionRequest
 from schemas.responses import Completion, CompletionChoice, CompletionChunk, Usage
@@ -55,8 +56,11 @@ class CompletionStreamFormatter:
     def opening(self) -> None:
         return None
 
-    def chunk(self, text: str, finish_reason: str | None) -> bytes:
-        return self._framer.frame(CompletionChoice(0, text, finish_reason))
+    def chunk(self, text: str, finish_reason: str | None, usage: Usage | None = None) -> bytes:
+        choice = CompletionChoice(0, text, finish_reason)
+        if usage is not None:
+            return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
+        return self._framer.frame(choice)
 
     def usage_chunk(self, usage: Usage | None) -> bytes:
         return frame(msgspec.structs.replace(self._envelope, usage=usage))
@@ -67,28 +71,38 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     body = await decode_body(request, _DECODER)
     check_completion(body)
     prompt = single_prompt(body)
+    structured = StructuredOutput(body.response_format)
     model = await state.registry.resolve(body.model)
+    tokenizer = state.tokenizers.tools(model.name)
     request_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     max_tokens = body.max_tokens or state.settings.default_max_tokens
-    generation = generation_request(body, request_id=request_id, prompt=prompt, max_tokens=max_tokens)
-
-    tokenizer = state.tokenizers.tools(model.name)
+    generation = generation_request(
+        body,
+        request_id=request_id,
+        prompt=prompt,
+        max_tokens=max_tokens,
+        guided=structured.guided,
+        vocab_size=tokenizer.vocab_size() if tokenizer else None,
+    )
 
     def resolve_usage(tracker: UsageTracker, completion: str) -> Usage | None:
         return tracker.usage(prompt, completion, tokenizer)
 
     if body.stream:
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        options = body.stream_options
         return await serve_stream(
             request,
             state.engine.stream(model, generation, tokenizer),
             CompletionStreamFormatter(request_id, created, body.model),
-            include_usage=include_usage,
+            include_usage=options is not None and options.include_usage,
+            continuous_usage=options is not None and options.include_usage and options.continuous_usage_stats,
             resolve_usage=resolve_usage,
+            check_output=structured.check_output if structured.checks_output else None,
         )
 
     result = await state.engine.generate(model, generation, tokenizer)
+    structured.check_output(result.text)
     tracker = UsageTracker()
     tracker.prompt_tokens, tracker.completion_tokens = result.prompt_tokens, result.completion_tokens
     completion = Completion(

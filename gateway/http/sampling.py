@@ -3,7 +3,7 @@ gateway cannot honour yet are refused by name instead of being dropped."""
 
 from __future__ import annotations
 
-from gateway.backends.base import GenerationRequest
+from gateway.backends.base import GenerationRequest, GuidedDecoding
 from gateway.errors import InvalidRequest
 from schemas.requests import SamplingFields
 
@@ -17,8 +17,6 @@ def check_common(body: SamplingFields) -> None:
         raise InvalidRequest("stream_options is only allowed when stream is true.", param="stream_options")
     if body.n != 1:
         raise unsupported("n", "n other than 1")
-    if body.logit_bias:
-        raise unsupported("logit_bias", "logit_bias")
 
 
 def stop_strings(stop: str | list[str] | None) -> list[str]:
@@ -28,7 +26,32 @@ def stop_strings(stop: str | list[str] | None) -> list[str]:
     return [item for item in items if item]
 
 
-def generation_request(body: SamplingFields, *, request_id: str, prompt: str, max_tokens: int) -> GenerationRequest:
+def token_bias(bias: dict[str, float] | None, vocab_size: int | None) -> dict[int, float] | None:
+    """logit_bias with its token ids checked: integers, inside the vocabulary when it is known."""
+    if not bias:
+        return None
+    checked = {}
+    for key, value in bias.items():
+        try:
+            token = int(key)
+        except ValueError:
+            raise InvalidRequest(f"logit_bias keys are token ids; '{key}' is not one.", param="logit_bias") from None
+        if token < 0 or (vocab_size is not None and token >= vocab_size):
+            limit = f" (the vocabulary has {vocab_size} tokens)" if vocab_size is not None else ""
+            raise InvalidRequest(f"logit_bias names token {token}, which does not exist{limit}.", param="logit_bias")
+        checked[token] = value
+    return checked
+
+
+def generation_request(
+    body: SamplingFields,
+    *,
+    request_id: str,
+    prompt: str,
+    max_tokens: int,
+    guided: GuidedDecoding | None = None,
+    vocab_size: int | None = None,
+) -> GenerationRequest:
     return GenerationRequest(
         request_id=request_id,
         prompt=prompt,
@@ -40,4 +63,14 @@ def generation_request(body: SamplingFields, *, request_id: str, prompt: str, ma
         frequency_penalty=body.frequency_penalty,
         seed=body.seed,
         stop=stop_strings(body.stop),
+        top_k=body.top_k,
+        min_p=body.min_p,
+        repetition_penalty=body.repetition_penalty,
+        min_tokens=body.min_tokens,
+        ignore_eos=body.ignore_eos,
+        stop_token_ids=body.stop_token_ids,
+        skip_special_tokens=body.skip_special_tokens,
+        include_stop_str_in_output=body.include_stop_str_in_output,
+        logit_bias=token_bias(body.logit_bias, vocab_size),
+        guided=guided,
     )

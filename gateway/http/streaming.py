@@ -24,7 +24,7 @@ class StreamFormatter(Protocol):
 
     def opening(self) -> bytes | None: ...
 
-    def chunk(self, text: str, finish_reason: str | None) -> bytes: ...
+    def chunk(self, text: str, finish_reason: str | None, usage: Usage | None = None) -> bytes: ...
 
     def usage_chunk(self, usage: Usage | None) -> bytes: ...
 
@@ -46,11 +46,14 @@ async def serve_stream(
     *,
     include_usage: bool,
     resolve_usage: UsageResolver,
+    continuous_usage: bool = False,
+    check_output: Callable[[str], None] | None = None,
 ) -> web.StreamResponse:
     """Stream `deltas` as SSE. An error before the first delta is an ordinary JSON error
     response (the status still means something then); later errors become an error event
     followed by [DONE]. Leaving early (client gone) closes `deltas`, which cancels the
-    request on Triton."""
+    request on Triton. `continuous_usage` puts the usage so far on every chunk;
+    `check_output` judges the whole text at the end (strict structured outputs)."""
     async with contextlib.aclosing(deltas):  # type: ignore[type-var]
         delta = await _next_delta(deltas)
         response = await open_event_stream(request)
@@ -66,10 +69,13 @@ async def serve_stream(
                 if delta.text:
                     parts.append(delta.text)
                 if delta.text or delta.finish_reason is not None:
-                    await write(formatter.chunk(delta.text, delta.finish_reason))
+                    usage = resolve_usage(tracker, "".join(parts)) if continuous_usage else None
+                    await write(formatter.chunk(delta.text, delta.finish_reason, usage))
                 if delta.finish_reason is not None:
                     break
                 delta = await _next_delta(deltas)
+            if check_output is not None:
+                check_output("".join(parts))
             if include_usage:
                 await write(formatter.usage_chunk(resolve_usage(tracker, "".join(parts))))
         except APIError as error:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from tritonclient.grpc import service_pb2 as pb
 
+from gateway.backends.base import BackendOptions, GuidedDecoding
 from gateway.backends.trtllm import TrtllmAdapter
 from gateway.errors import BackendError, InvalidRequest, NotFound
 from gateway.triton import tensors
@@ -59,7 +60,7 @@ def model(inputs: dict[str, str], flavour: Flavour, max_batch_size: int = 64, **
 
 
 def test_ensemble_request_uses_declared_datatypes_and_batch_dimension() -> None:
-    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE))
+    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
     sent = inputs_of(adapter.build_request(generation_request(temperature=0.5, top_p=0.9, seed=7, stop=["a", "bc"])))
     assert sent["text_input"] == ("BYTES", [1, 1], tensors.encode_one_bytes(b"hi"))
     assert sent["max_tokens"] == ("INT32", [1, 1], tensors.encode_numbers([8], "INT32"))
@@ -73,7 +74,7 @@ def test_ensemble_request_uses_declared_datatypes_and_batch_dimension() -> None:
 
 def test_greedy_is_top_k_one() -> None:
     sent = inputs_of(
-        TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE)).build_request(
+        TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions()).build_request(
             generation_request(temperature=0.0)
         )
     )
@@ -82,7 +83,7 @@ def test_greedy_is_top_k_one() -> None:
 
 
 def test_old_input_names_and_nothing_undeclared() -> None:
-    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS))
+    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
     sent = inputs_of(adapter.build_request(generation_request(seed=3)))
     assert sent["random_seed"][0] == "UINT64"
     assert set(sent) <= set(BLS_INPUTS)
@@ -90,7 +91,7 @@ def test_old_input_names_and_nothing_undeclared() -> None:
 
 @pytest.mark.parametrize(("field", "value"), [("temperature", 0.7), ("top_p", 0.5), ("presence_penalty", 1.0)])
 def test_values_the_model_cannot_take_are_a_400(field: str, value: float) -> None:
-    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS))
+    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
     with pytest.raises(InvalidRequest) as caught:
         adapter.build_request(generation_request(**{field: value}))
     assert caught.value.param == field
@@ -98,12 +99,14 @@ def test_values_the_model_cannot_take_are_a_400(field: str, value: float) -> Non
 
 def test_negative_seed_is_a_400() -> None:
     with pytest.raises(InvalidRequest) as caught:
-        TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE)).build_request(generation_request(seed=-1))
+        TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions()).build_request(
+            generation_request(seed=-1)
+        )
     assert caught.value.param == "seed"
 
 
 def test_llm_api_request_uses_sampling_param_inputs() -> None:
-    adapter = TrtllmAdapter(model(LLM_API_INPUTS, Flavour.TRTLLM_LLMAPI, max_batch_size=0))
+    adapter = TrtllmAdapter(model(LLM_API_INPUTS, Flavour.TRTLLM_LLMAPI, max_batch_size=0), BackendOptions())
     sent = inputs_of(adapter.build_request(generation_request(temperature=0.3, seed=1, stop=["x"])))
     assert sent["streaming"][2] == b"\x01"
     assert sent["sampling_param_max_tokens"] == ("INT32", [1], tensors.encode_numbers([8], "INT32"))
@@ -122,7 +125,7 @@ def text_response(text: bytes, **counts: int) -> pb.ModelInferResponse:
 
 
 def test_reader_joins_split_characters_and_ends_on_the_empty_final() -> None:
-    reader = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS)).reader(
+    reader = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions()).reader(
         generation_request(max_tokens=50), WordTokenizer()
     )
     raw = "東京 ok".encode()
@@ -134,32 +137,32 @@ def test_reader_joins_split_characters_and_ends_on_the_empty_final() -> None:
 
 
 def test_reader_infers_length_from_counts_or_the_tokenizer() -> None:
-    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE))
+    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
     reader = adapter.reader(generation_request(max_tokens=2), None)
     assert reader.read(text_response(b"a", num_output_tokens=1), final=False).finish_reason is None
     assert reader.read(text_response(b"b", num_output_tokens=1), final=True).finish_reason == "length"
-    reader = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS)).reader(
+    reader = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions()).reader(
         generation_request(max_tokens=2), WordTokenizer()
     )
     assert reader.read(text_response(b"one two"), final=True).finish_reason == "length"
 
 
 def test_non_streamed_echo_and_stop_word_are_removed() -> None:
-    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS))
+    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
     reader = adapter.reader(generation_request(stream=False, prompt="<s>Say it", stop=["END"]), WordTokenizer())
     delta = reader.read(text_response(b"Say it: yes END"), final=True)
     assert (delta.text, delta.finish_reason) == (": yes ", "stop")
 
 
 def test_cumulative_bls_yields_deltas() -> None:
-    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS, accumulate_tokens="true"))
+    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS, accumulate_tokens="true"), BackendOptions())
     reader = adapter.reader(generation_request(), None)
     texts = [reader.read(text_response(t.encode()), final=False).text for t in ("A", "A b", "A b\ufffd", "A b東")]
     assert texts == ["A", " b", "", "東"]
 
 
 def test_llm_api_finish_reason_is_read() -> None:
-    adapter = TrtllmAdapter(model(LLM_API_INPUTS, Flavour.TRTLLM_LLMAPI, max_batch_size=0))
+    adapter = TrtllmAdapter(model(LLM_API_INPUTS, Flavour.TRTLLM_LLMAPI, max_batch_size=0), BackendOptions())
     reader = adapter.reader(generation_request(), None)
     response = text_response(b"Hi")
     response.outputs.add(name="finish_reason", datatype="BYTES")
@@ -168,7 +171,7 @@ def test_llm_api_finish_reason_is_read() -> None:
 
 
 def test_error_translation() -> None:
-    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE))
+    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
     traceback = 'Traceback (most recent call last):\n  File "model.py", line 3\nValueError: max_tokens must be > 0\n'
     error = adapter.translate_error(traceback)
     assert isinstance(error, BackendError) and error.message.endswith("ValueError: max_tokens must be > 0")
@@ -177,3 +180,32 @@ def test_error_translation() -> None:
     assert isinstance(nested, NotFound)
     plain = adapter.translate_error("in ensemble 'ensemble', CUDA out of memory")
     assert plain.message.endswith(": CUDA out of memory")
+
+
+def test_guided_decoding_uses_the_guide_inputs_when_declared() -> None:
+    inputs = {**ENSEMBLE_INPUTS, "guided_decoding_guide_type": "BYTES", "guided_decoding_guide": "BYTES"}
+    adapter = TrtllmAdapter(model(inputs, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
+    sent = inputs_of(
+        adapter.build_request(generation_request(guided=GuidedDecoding("json_schema", {"type": "object"})))
+    )
+    assert tensors.decode_first_bytes(sent["guided_decoding_guide_type"][2]) == b"json_schema"
+    assert tensors.decode_first_bytes(sent["guided_decoding_guide"][2]) == b'{"type": "object"}'
+    without = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
+    with pytest.raises(InvalidRequest) as caught:
+        without.build_request(generation_request(guided=GuidedDecoding("json_object")))
+    assert caught.value.param == "response_format"
+
+
+def test_new_and_old_min_tokens_names() -> None:
+    ensemble = TrtllmAdapter(
+        model({**ENSEMBLE_INPUTS, "min_tokens": "INT32"}, Flavour.TRTLLM_ENSEMBLE), BackendOptions()
+    )
+    assert "min_tokens" in inputs_of(ensemble.build_request(generation_request(min_tokens=3)))
+    bls = TrtllmAdapter(model({**BLS_INPUTS, "min_length": "INT32"}, Flavour.TRTLLM_BLS), BackendOptions())
+    assert "min_length" in inputs_of(bls.build_request(generation_request(min_tokens=3)))
+
+
+def test_stop_string_kept_when_asked() -> None:
+    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
+    reader = adapter.reader(generation_request(stream=False, stop=["END"], include_stop_str_in_output=True), None)
+    assert reader.read(text_response(b"yes END more"), final=True).text == "yes END"

@@ -5,6 +5,7 @@ import json
 import pytest
 from tritonclient.grpc import service_pb2 as pb
 
+from gateway.backends.base import BackendOptions, GuidedDecoding
 from gateway.backends.vllm import VllmAdapter
 from gateway.errors import BackendError, BackendUnavailable, InvalidRequest, NotFound
 from gateway.triton import tensors
@@ -41,7 +42,7 @@ def model(inputs: list[str], max_batch_size: int = 0) -> ModelInfo:
 
 
 def test_request_carries_declared_inputs_and_sampling_json() -> None:
-    message = VllmAdapter(model(ALL_INPUTS)).build_request(
+    message = VllmAdapter(model(ALL_INPUTS), BackendOptions()).build_request(
         generation_request(temperature=0.5, seed=3, stop=["x"], top_p=None, presence_penalty=0.0)
     )
     assert message.model_name == "m" and message.id == "r1"
@@ -57,7 +58,7 @@ def test_request_carries_declared_inputs_and_sampling_json() -> None:
 
 
 def test_only_declared_inputs_are_sent_and_batch_dimension_follows_config() -> None:
-    legacy = VllmAdapter(model(["text_input", "stream", "sampling_parameters"], max_batch_size=4))
+    legacy = VllmAdapter(model(["text_input", "stream", "sampling_parameters"], max_batch_size=4), BackendOptions())
     inputs = inputs_of(legacy.build_request(generation_request()))
     assert set(inputs) == {"text_input", "stream", "sampling_parameters"}
     assert all(shape == [1, 1] for _, shape, _ in inputs.values())
@@ -85,7 +86,7 @@ def vllm_response(text: str, finish: str, n_in: int = 4, n_out: int = 1) -> pb.M
 
 
 def test_reader_streams_deltas_until_the_backend_finish_reason() -> None:
-    reader = VllmAdapter(model(ALL_INPUTS)).reader(generation_request(), None)
+    reader = VllmAdapter(model(ALL_INPUTS), BackendOptions()).reader(generation_request(), None)
     first = reader.read(vllm_response("Hel", "None"), final=False)
     assert (first.text, first.finish_reason, first.prompt_tokens, first.completion_tokens) == ("Hel", None, 4, 1)
     last = reader.read(vllm_response("", "length", n_out=1), final=True)
@@ -94,26 +95,26 @@ def test_reader_streams_deltas_until_the_backend_finish_reason() -> None:
 
 @pytest.mark.parametrize(("vllm", "openai"), [("stop", "stop"), ("length", "length"), ("repetition", "stop")])
 def test_finish_reasons_map_to_openai(vllm: str, openai: str) -> None:
-    reader = VllmAdapter(model(ALL_INPUTS)).reader(generation_request(), None)
+    reader = VllmAdapter(model(ALL_INPUTS), BackendOptions()).reader(generation_request(), None)
     assert reader.read(vllm_response("x", vllm), final=True).finish_reason == openai
 
 
 @pytest.mark.parametrize("reason", ["abort", "error"])
 def test_aborted_generation_is_an_error(reason: str) -> None:
-    reader = VllmAdapter(model(ALL_INPUTS)).reader(generation_request(), None)
+    reader = VllmAdapter(model(ALL_INPUTS), BackendOptions()).reader(generation_request(), None)
     with pytest.raises(BackendError):
         reader.read(vllm_response("x", reason), final=True)
 
 
 def test_prompt_is_stripped_when_the_backend_cannot_exclude_it() -> None:
-    adapter = VllmAdapter(model(["text_input", "stream", "sampling_parameters"]))
+    adapter = VllmAdapter(model(["text_input", "stream", "sampling_parameters"]), BackendOptions())
     reader = adapter.reader(generation_request(stream=False, prompt="Say hi"), None)
     only_text = response({"text_output": ("BYTES", tensors.encode_one_bytes(b"Say hi. Hi!"))})
     assert reader.read(only_text, final=True).text == ". Hi!"
 
 
 def test_legacy_finish_reason_is_inferred_from_the_token_count() -> None:
-    adapter = VllmAdapter(model(["text_input", "stream", "sampling_parameters"]))
+    adapter = VllmAdapter(model(["text_input", "stream", "sampling_parameters"]), BackendOptions())
     text = lambda value: response({"text_output": ("BYTES", tensors.encode_one_bytes(value))})
     reader = adapter.reader(generation_request(max_tokens=3), WordTokenizer())
     assert reader.read(text(b"one two "), final=False).finish_reason is None
@@ -123,13 +124,13 @@ def test_legacy_finish_reason_is_inferred_from_the_token_count() -> None:
 
 
 def test_empty_final_response_ends_the_request() -> None:
-    reader = VllmAdapter(model(ALL_INPUTS)).reader(generation_request(max_tokens=1), None)
+    reader = VllmAdapter(model(ALL_INPUTS), BackendOptions()).reader(generation_request(max_tokens=1), None)
     reader.read(vllm_response("x", "None"), final=False)
     assert reader.read(pb.ModelInferResponse(), final=True).finish_reason == "length"
 
 
 def test_error_translation() -> None:
-    adapter = VllmAdapter(model(ALL_INPUTS))
+    adapter = VllmAdapter(model(ALL_INPUTS), BackendOptions())
     unhelpful = adapter.translate_error("Error generating stream: 'NoneType' object has no attribute 'lora_name'")
     assert isinstance(unhelpful, InvalidRequest) and "lora_name" not in unhelpful.message
     assert isinstance(adapter.translate_error("Request for unknown model: 'm' is not found"), NotFound)
@@ -142,3 +143,48 @@ def test_error_translation() -> None:
     assert isinstance(lora, InvalidRequest) and lora.param == "model"
     other = adapter.translate_error("Error generating stream: CUDA out of memory")
     assert isinstance(other, BackendError) and other.message.endswith("CUDA out of memory")
+
+
+def sampling_json(message: pb.ModelInferRequest) -> dict:
+    return json.loads(tensors.decode_first_bytes(inputs_of(message)["sampling_parameters"][2]))
+
+
+def test_extensions_and_logit_bias_pass_through() -> None:
+    message = VllmAdapter(model(ALL_INPUTS), BackendOptions()).build_request(
+        generation_request(
+            top_k=3,
+            min_p=0.2,
+            repetition_penalty=1.1,
+            min_tokens=2,
+            ignore_eos=True,
+            stop_token_ids=[7],
+            skip_special_tokens=False,
+            include_stop_str_in_output=True,
+            logit_bias={42: -5.0},
+        )
+    )
+    params = sampling_json(message)
+    assert params["top_k"] == 3 and params["min_p"] == 0.2 and params["repetition_penalty"] == 1.1
+    assert params["min_tokens"] == 2 and params["ignore_eos"] is True and params["stop_token_ids"] == [7]
+    assert params["skip_special_tokens"] is False and params["include_stop_str_in_output"] is True
+    assert params["logit_bias"] == {"42": -5.0}
+
+
+def test_guided_decoding_is_a_json_string_under_the_configured_key() -> None:
+    schema = {"type": "object"}
+    request = generation_request(guided=GuidedDecoding("json_schema", schema))
+    params = sampling_json(VllmAdapter(model(ALL_INPUTS), BackendOptions()).build_request(request))
+    assert json.loads(params["structured_outputs"]) == {"json": schema} and "guided_decoding" not in params
+    options = BackendOptions(structured_outputs_keys=("m=guided_decoding",))
+    params = sampling_json(VllmAdapter(model(ALL_INPUTS), options).build_request(request))
+    assert json.loads(params["guided_decoding"]) == {"json": schema} and "structured_outputs" not in params
+    json_object = generation_request(guided=GuidedDecoding("json_object"))
+    params = sampling_json(VllmAdapter(model(ALL_INPUTS), BackendOptions()).build_request(json_object))
+    assert json.loads(params["structured_outputs"]) == {"json_object": True}
+
+
+def test_structured_outputs_key_per_model_and_default() -> None:
+    options = BackendOptions(structured_outputs_keys=("guided_decoding", "new=structured_outputs"))
+    assert options.structured_outputs_key("old") == "guided_decoding"
+    assert options.structured_outputs_key("new") == "structured_outputs"
+    assert BackendOptions().structured_outputs_key("any") == "structured_outputs"

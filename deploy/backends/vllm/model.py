@@ -39,7 +39,7 @@ import triton_python_backend_utils as pb_utils
 sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 from standin.decoupled import AsyncDecoupledModel
 from standin.generation import Generation
-from standin.text import StandInTokenizer, reply_for, resolve
+from standin.text import StandInTokenizer, guided_reply, last_user_turn, reply_for, resolve
 
 # vLLM SamplingParams fields and the callable the vLLM backend coerces each with.
 _SCALAR_PARAMS: dict[str, type] = {
@@ -78,9 +78,10 @@ _OTHER_PARAMS = {
 class SamplingParams:
     """What the stand-in honours of vLLM's SamplingParams, validated like vLLM does."""
 
-    def __init__(self, params: dict[str, Any]) -> None:
+    def __init__(self, params: dict[str, Any], guided_keys: list[str], vocab_size: int) -> None:
         for key in params:
-            if key not in _SCALAR_PARAMS and key not in _OTHER_PARAMS:
+            known = key in _SCALAR_PARAMS or key in _OTHER_PARAMS
+            if not known or (key in ("structured_outputs", "guided_decoding") and key not in guided_keys):
                 raise TypeError(f"unexpected keyword argument '{key}'")
         coerced = {
             key: (_SCALAR_PARAMS[key](value) if key in _SCALAR_PARAMS else value) for key, value in params.items()
@@ -97,6 +98,10 @@ class SamplingParams:
         self.frequency_penalty: float = coerced.get("frequency_penalty", 0.0)
         self.include_stop_str_in_output: bool = coerced.get("include_stop_str_in_output", False)
         self.lora_name: str | None = coerced.get("lora_name")
+        self.logit_bias = {int(token): float(bias) for token, bias in (coerced.get("logit_bias") or {}).items()}
+        self.vocab_size = vocab_size
+        guided = coerced.get("structured_outputs", coerced.get("guided_decoding"))
+        self.guided: dict[str, Any] | None = json.loads(guided) if isinstance(guided, str) else guided
         stop = coerced.get("stop", [])
         self.stop: list[str] = [stop] if isinstance(stop, str) else list(stop)
         self.stop_token_ids: list[int] = [int(t) for t in coerced.get("stop_token_ids", [])]
@@ -123,12 +128,14 @@ class SamplingParams:
             raise ValueError("logprobs must be non-negative")
         if any(not isinstance(s, str) for s in self.stop):
             raise ValueError("stop must be a string or a list of strings")
+        if any(not 0 <= token < self.vocab_size for token in self.logit_bias):
+            raise ValueError("logit_bias names a token outside the vocabulary")
 
 
-def _parse_sampling_parameters(raw: str) -> SamplingParams | None:
+def _parse_sampling_parameters(raw: str, guided_keys: list[str], vocab_size: int) -> SamplingParams | None:
     """Mirror the vLLM backend: any failure yields None (and a confusing error later)."""
     try:
-        return SamplingParams(json.loads(raw))
+        return SamplingParams(json.loads(raw), guided_keys, vocab_size)
     except Exception:  # noqa: BLE001 - the real backend swallows everything here too
         return None
 
@@ -147,6 +154,10 @@ class TritonPythonModel(AsyncDecoupledModel):
         self.tokenizer = StandInTokenizer(resolve(version_dir, engine_args["model"]))
         self.eos_id = self.tokenizer.eos_id
         self.max_model_len = int(engine_args.get("max_model_len", 4096))
+        # r25.11+ takes guided decoding under both keys; r25.01-r25.10 only under guided_decoding.
+        self.guided_keys = list(
+            engine_args.get("stand_in", {}).get("guided_keys", ["structured_outputs", "guided_decoding"])
+        )
         stand_in = engine_args.get("stand_in", {})
         self.token_delay = float(stand_in.get("token_delay_ms", 0)) / 1000.0
         self.tokens_per_response = int(stand_in.get("tokens_per_response", 1))
@@ -192,7 +203,7 @@ class TritonPythonModel(AsyncDecoupledModel):
             if lora_name not in self.loras:
                 raise _LoraError(f"LoRA {lora_name} is not supported, we currently support {self.loras}")
 
-        params = _parse_sampling_parameters(params_json)
+        params = _parse_sampling_parameters(params_json, self.guided_keys, self.tokenizer.vocab_size())
         _ = params.lora_name  # type: ignore[union-attr]  # the real backend fails here the same way
 
         prompt_ids = self.tokenizer.encode(prompt)
@@ -201,7 +212,10 @@ class TritonPythonModel(AsyncDecoupledModel):
                 f"The decoder prompt (length {len(prompt_ids)}) is longer than the maximum model length of "
                 f"{self.max_model_len}. Make sure that `max_model_len` is no smaller than the number of text tokens."
             )
-        reply = reply_for(prompt, params.temperature, params.seed)
+        if params.guided:
+            reply = guided_reply(params.guided, last_user_turn(prompt))
+        else:
+            reply = reply_for(prompt, params.temperature, params.seed)
         generation = Generation(self.tokenizer, prompt_ids, reply, params, self.max_model_len)
 
         request_id = request.request_id()
