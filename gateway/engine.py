@@ -3,7 +3,9 @@ request and turns its responses into deltas."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.backends.base import BackendAdapter, BackendOptions, Delta, GenerationRequest, TokenizerTools
@@ -59,7 +61,7 @@ class Engine:
 
     async def stream(
         self, model: ModelInfo, request: GenerationRequest, tokenizer: TokenizerTools | None = None
-    ) -> AsyncIterator[Delta]:
+    ) -> AsyncGenerator[Delta, None]:
         """Deltas of one request, the last one with a finish_reason. Close the iterator
         (e.g. with contextlib.aclosing) to cancel the request on Triton. The model's
         `tokenizer` lets adapters work out what a model does not report."""
@@ -75,6 +77,54 @@ class Engine:
             except TritonErrorMessage as exc:
                 raise adapter.translate_error(exc.message) from None
         raise BadGateway("The model's responses ended without a finish reason.")
+
+    async def stream_many(
+        self, model: ModelInfo, requests: list[GenerationRequest], tokenizer: TokenizerTools | None = None
+    ) -> AsyncGenerator[tuple[int, Delta], None]:
+        """(choice index, delta) of several requests run side by side (one Triton stream each),
+        in the order they arrive. The first failure ends them all; so does closing."""
+        if len(requests) == 1:
+            async with contextlib.aclosing(self.stream(model, requests[0], tokenizer)) as deltas:
+                async for delta in deltas:
+                    yield 0, delta
+            return
+        queue: asyncio.Queue[tuple[int, Delta | BaseException]] = asyncio.Queue()
+
+        async def pump(index: int, request: GenerationRequest) -> None:
+            try:
+                async with contextlib.aclosing(self.stream(model, request, tokenizer)) as deltas:
+                    async for delta in deltas:
+                        queue.put_nowait((index, delta))
+            except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+                queue.put_nowait((index, exc))
+
+        pumps = [asyncio.create_task(pump(index, request)) for index, request in enumerate(requests)]
+        try:
+            unfinished = len(requests)
+            while unfinished:
+                index, item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield index, item
+                if item.finish_reason is not None:
+                    unfinished -= 1
+        finally:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+
+    async def generate_many(
+        self, model: ModelInfo, requests: list[GenerationRequest], tokenizer: TokenizerTools | None = None
+    ) -> list[Generation]:
+        """Run several requests side by side to their ends; one failure cancels the others."""
+        if len(requests) == 1:
+            return [await self.generate(model, requests[0], tokenizer)]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self.generate(model, request, tokenizer)) for request in requests]
+        except ExceptionGroup as failures:
+            raise failures.exceptions[0] from None  # the first failure stands for the request
+        return [task.result() for task in tasks]
 
     async def generate(
         self, model: ModelInfo, request: GenerationRequest, tokenizer: TokenizerTools | None = None

@@ -95,7 +95,7 @@ class SamplingFields(msgspec.Struct, kw_only=True):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
-    n: PositiveInt = 1
+    n: Annotated[int, Meta(ge=1, le=64)] = 1
     logit_bias: dict[str, Annotated[float, Meta(ge=-100.0, le=100.0)]] | None = None
     # Sampling extensions vLLM users send (not in OpenAI's API).
     top_k: Annotated[int, Meta(ge=-1)] | None = None

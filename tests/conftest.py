@@ -147,6 +147,9 @@ class WordTokenizer:
     def vocab_size(self) -> int:
         return 1000
 
+    def decode(self, token_ids: list[int]) -> str:
+        return " ".join(f"w{token}" for token in token_ids)
+
     def round_trip(self, text: str) -> str:
         return text.replace("<s>", "")
 

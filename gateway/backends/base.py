@@ -89,6 +89,8 @@ class TokenizerTools(Protocol):
 
     def vocab_size(self) -> int: ...
 
+    def decode(self, token_ids: list[int]) -> str: ...
+
     def round_trip(self, text: str) -> str:
         """`text` encoded and decoded again, special tokens dropped (as a backend that
         echoes the prompt through its detokenizer would show it)."""

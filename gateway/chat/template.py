@@ -119,6 +119,9 @@ class ModelTokenizer:
     def vocab_size(self) -> int:
         return len(self._tokenizer)
 
+    def decode(self, token_ids: list[int]) -> str:
+        return str(self._tokenizer.decode(token_ids, skip_special_tokens=False))
+
     def round_trip(self, text: str) -> str:
         ids = self._tokenizer.encode(text, add_special_tokens=False)
         return str(self._tokenizer.decode(ids, skip_special_tokens=True))

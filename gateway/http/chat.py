@@ -11,12 +11,12 @@ from aiohttp import web
 
 from gateway.errors import InvalidRequest
 from gateway.http.body import decode_body
+from gateway.http.choices import plan_choices, total_usage
 from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import state_of
 from gateway.http.streaming import serve_stream
 from gateway.sse import ChunkFramer, frame
 from gateway.structured import StructuredOutput
-from gateway.usage import UsageTracker
 from schemas.requests import ChatCompletionRequest, ChatMessage, TextPart
 from schemas.responses import (
     AssistantMessage,
@@ -97,19 +97,18 @@ class ChatStreamFormatter:
         self._envelope = ChatCompletionChunk(id=request_id, object=_CHUNK, created=created, model=model, choices=[])
         self._framer = ChunkFramer(self._envelope)
 
-    def opening(self) -> bytes:
-        return self._framer.frame(ChatChunkChoice(0, ChatDelta(role="assistant", content="")))
+    def opening(self, index: int) -> bytes:
+        return self._framer.frame(ChatChunkChoice(index, ChatDelta(role="assistant", content="")))
 
-    def chunk(self, text: str, finish_reason: str | None, usage: Usage | None = None) -> bytes:
+    def chunk(self, index: int, text: str, finish_reason: str | None, usage: Usage | None = None) -> bytes:
         delta = ChatDelta(content=text) if text else ChatDelta()
-        choice = ChatChunkChoice(0, delta, finish_reason)
+        choice = ChatChunkChoice(index, delta, finish_reason)
         if usage is not None:
             return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
         return self._framer.frame(choice)
 
     def usage_chunk(self, usage: Usage | None) -> bytes:
-        envelope = self._envelope
-        return frame(msgspec.structs.replace(envelope, usage=usage))
+        return frame(msgspec.structs.replace(self._envelope, usage=usage))
 
 
 async def create_chat_completion(request: web.Request) -> web.StreamResponse:
@@ -133,31 +132,34 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
         guided=structured.guided,
         vocab_size=tokenizer.vocab_size() if tokenizer else None,
     )
-
-    def resolve_usage(tracker: UsageTracker, completion: str) -> Usage | None:
-        return tracker.usage(prompt, completion, tokenizer)
+    choices = plan_choices(generation, [prompt], body.n)
+    requests = [choice.request for choice in choices]
 
     if body.stream:
         options = body.stream_options
         return await serve_stream(
             request,
-            state.engine.stream(model, generation, tokenizer),
+            choices,
+            state.engine.stream_many(model, requests, tokenizer),
             ChatStreamFormatter(request_id, created, body.model),
+            tokenizer=tokenizer,
             include_usage=options is not None and options.include_usage,
             continuous_usage=options is not None and options.include_usage and options.continuous_usage_stats,
-            resolve_usage=resolve_usage,
             check_output=structured.check_output if structured.checks_output else None,
         )
 
-    result = await state.engine.generate(model, generation, tokenizer)
-    structured.check_output(result.text)
-    tracker = UsageTracker()
-    tracker.prompt_tokens, tracker.completion_tokens = result.prompt_tokens, result.completion_tokens
+    results = await state.engine.generate_many(model, requests, tokenizer)
+    for choice, result in zip(choices, results, strict=True):
+        structured.check_output(result.text)
+        choice.record(result)
     completion = ChatCompletion(
         id=request_id,
         created=created,
         model=body.model,
-        choices=[ChatChoice(0, AssistantMessage(content=result.text), result.finish_reason)],
-        usage=resolve_usage(tracker, result.text),
+        choices=[
+            ChatChoice(choice.index, AssistantMessage(content=result.text), result.finish_reason)
+            for choice, result in zip(choices, results, strict=True)
+        ],
+        usage=total_usage(choices, tokenizer),
     )
     return web.Response(body=_ENCODER.encode(completion), content_type="application/json")

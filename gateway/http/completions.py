@@ -8,56 +8,77 @@ import uuid
 import msgspec
 from aiohttp import web
 
+from gateway.backends.base import TokenizerTools
+from gateway.errors import InvalidRequest
 from gateway.http.body import decode_body
+from gateway.http.choices import Choice, plan_choices, total_usage
 from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import state_of
 from gateway.http.streaming import serve_stream
 from gateway.sse import ChunkFramer, frame
 from gateway.structured import StructuredOutput
-from gateway.usage import UsageTracker
 from schemas.requests import CompletionRequest
 from schemas.responses import Completion, CompletionChoice, CompletionChunk, Usage
 
 _DECODER = msgspec.json.Decoder(CompletionRequest)
 _ENCODER = msgspec.json.Encoder()
 _OBJECT = "text_completion"
+MAX_PROMPTS = 64
 
 
-def single_prompt(body: CompletionRequest) -> str:
+def prompt_texts(body: CompletionRequest, tokenizer: TokenizerTools | None) -> list[str]:
+    """The prompts of a request: a string, strings, token ids, or lists of token ids (the
+    backends take text, so token ids are decoded with the model's tokenizer)."""
     prompt = body.prompt
     if isinstance(prompt, str):
-        return prompt
-    if prompt and all(isinstance(item, str) for item in prompt):
-        if len(prompt) == 1:
-            return str(prompt[0])
-        raise unsupported("prompt", "More than one prompt per request")
+        return [prompt]
     if not prompt:
-        raise unsupported("prompt", "An empty prompt list")
-    raise unsupported("prompt", "A prompt of token ids")
+        raise InvalidRequest("prompt must not be empty.", param="prompt")
+    if len(prompt) > MAX_PROMPTS and not all(isinstance(item, int) for item in prompt):
+        raise InvalidRequest(f"A request may hold at most {MAX_PROMPTS} prompts.", param="prompt")
+    if all(isinstance(item, str) for item in prompt):
+        return [str(item) for item in prompt]
+    if all(isinstance(item, int) for item in prompt):
+        return [_decode(prompt, tokenizer, "prompt")]  # type: ignore[arg-type]
+    if all(isinstance(item, list) for item in prompt):
+        return [_decode(item, tokenizer, f"prompt[{i}]") for i, item in enumerate(prompt)]  # type: ignore[arg-type]
+    raise InvalidRequest("prompt mixes strings and token ids.", param="prompt")
+
+
+def _decode(token_ids: list[int], tokenizer: TokenizerTools | None, param: str) -> str:
+    if tokenizer is None:
+        raise InvalidRequest("Token-id prompts need the model's tokenizer (--tokenizer).", param=param)
+    if not token_ids:
+        raise InvalidRequest("A token-id prompt must not be empty.", param=param)
+    vocab_size = tokenizer.vocab_size()
+    if any(not 0 <= token < vocab_size for token in token_ids):
+        raise InvalidRequest(f"Token ids must be in [0, {vocab_size}).", param=param)
+    return tokenizer.decode(token_ids)
 
 
 def check_completion(body: CompletionRequest) -> None:
     check_common(body)
-    if body.echo:
-        raise unsupported("echo", "echo")
     if body.suffix is not None:
-        raise unsupported("suffix", "suffix")
-    if body.best_of is not None and body.best_of != 1:
-        raise unsupported("best_of", "best_of other than 1")
+        raise unsupported("suffix", "suffix (insertion)")
+    if body.best_of is not None and body.best_of != body.n:
+        raise unsupported("best_of", "best_of other than n")
     if body.logprobs is not None:
         raise unsupported("logprobs", "logprobs")
 
 
 class CompletionStreamFormatter:
-    def __init__(self, request_id: str, created: int, model: str) -> None:
+    def __init__(self, request_id: str, created: int, model: str, echoes: list[str] | None) -> None:
         self._envelope = CompletionChunk(id=request_id, object=_OBJECT, created=created, model=model, choices=[])
         self._framer = ChunkFramer(self._envelope)
+        self._echoes = echoes
 
-    def opening(self) -> None:
-        return None
+    def opening(self, index: int) -> bytes | None:
+        if self._echoes is None:
+            return None
+        return self._framer.frame(CompletionChoice(index, self._echoes[index], None))
 
-    def chunk(self, text: str, finish_reason: str | None, usage: Usage | None = None) -> bytes:
-        choice = CompletionChoice(0, text, finish_reason)
+    def chunk(self, index: int, text: str, finish_reason: str | None, usage: Usage | None = None) -> bytes:
+        choice = CompletionChoice(index, text, finish_reason)
         if usage is not None:
             return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
         return self._framer.frame(choice)
@@ -70,46 +91,54 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     body = await decode_body(request, _DECODER)
     check_completion(body)
-    prompt = single_prompt(body)
     structured = StructuredOutput(body.response_format)
     model = await state.registry.resolve(body.model)
     tokenizer = state.tokenizers.tools(model.name)
+    prompts = prompt_texts(body, tokenizer)
     request_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     max_tokens = body.max_tokens or state.settings.default_max_tokens
     generation = generation_request(
         body,
         request_id=request_id,
-        prompt=prompt,
+        prompt=prompts[0],
         max_tokens=max_tokens,
         guided=structured.guided,
         vocab_size=tokenizer.vocab_size() if tokenizer else None,
     )
-
-    def resolve_usage(tracker: UsageTracker, completion: str) -> Usage | None:
-        return tracker.usage(prompt, completion, tokenizer)
+    choices = plan_choices(generation, prompts, body.n)
+    requests = [choice.request for choice in choices]
 
     if body.stream:
         options = body.stream_options
+        echoes = [choice.request.prompt for choice in choices] if body.echo else None
         return await serve_stream(
             request,
-            state.engine.stream(model, generation, tokenizer),
-            CompletionStreamFormatter(request_id, created, body.model),
+            choices,
+            state.engine.stream_many(model, requests, tokenizer),
+            CompletionStreamFormatter(request_id, created, body.model, echoes),
+            tokenizer=tokenizer,
             include_usage=options is not None and options.include_usage,
             continuous_usage=options is not None and options.include_usage and options.continuous_usage_stats,
-            resolve_usage=resolve_usage,
             check_output=structured.check_output if structured.checks_output else None,
         )
 
-    result = await state.engine.generate(model, generation, tokenizer)
-    structured.check_output(result.text)
-    tracker = UsageTracker()
-    tracker.prompt_tokens, tracker.completion_tokens = result.prompt_tokens, result.completion_tokens
+    results = await state.engine.generate_many(model, requests, tokenizer)
+    for choice, result in zip(choices, results, strict=True):
+        structured.check_output(result.text)
+        choice.record(result)
     completion = Completion(
         id=request_id,
         created=created,
         model=body.model,
-        choices=[CompletionChoice(0, result.text, result.finish_reason)],
-        usage=resolve_usage(tracker, result.text),
+        choices=[
+            _completion_choice(choice, body.echo, result.finish_reason) for choice, result in zip(choices, results)
+        ],
+        usage=total_usage(choices, tokenizer),
     )
     return web.Response(body=_ENCODER.encode(completion), content_type="application/json")
+
+
+def _completion_choice(choice: Choice, echo: bool, finish_reason: str) -> CompletionChoice:
+    text = choice.request.prompt + choice.text if echo else choice.text
+    return CompletionChoice(choice.index, text, finish_reason)

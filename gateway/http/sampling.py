@@ -15,8 +15,6 @@ def unsupported(param: str, what: str) -> InvalidRequest:
 def check_common(body: SamplingFields) -> None:
     if body.stream_options is not None and not body.stream:
         raise InvalidRequest("stream_options is only allowed when stream is true.", param="stream_options")
-    if body.n != 1:
-        raise unsupported("n", "n other than 1")
 
 
 def stop_strings(stop: str | list[str] | None) -> list[str]:

@@ -1,19 +1,19 @@
-"""Serving a request's deltas as server-sent events."""
+"""Serving the deltas of a request's choices as server-sent events."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 from aiohttp import web
 
-from gateway.backends.base import Delta
+from gateway.backends.base import Delta, TokenizerTools
 from gateway.errors import APIError, BadGateway
+from gateway.http.choices import Choice, total_usage
 from gateway.sse import DONE, error_frame, open_event_stream
-from gateway.usage import UsageTracker
 from schemas.responses import Usage
 
 log = logging.getLogger(__name__)
@@ -22,17 +22,16 @@ log = logging.getLogger(__name__)
 class StreamFormatter(Protocol):
     """How one API (chat or text completions) frames its chunks."""
 
-    def opening(self) -> bytes | None: ...
+    def opening(self, index: int) -> bytes | None:
+        """The chunk that starts choice `index` (chat: the assistant role), if any."""
+        ...
 
-    def chunk(self, text: str, finish_reason: str | None, usage: Usage | None = None) -> bytes: ...
+    def chunk(self, index: int, text: str, finish_reason: str | None, usage: Usage | None = None) -> bytes: ...
 
     def usage_chunk(self, usage: Usage | None) -> bytes: ...
 
 
-UsageResolver = Callable[[UsageTracker, str], Usage | None]
-
-
-async def _next_delta(deltas: AsyncIterator[Delta]) -> Delta:
+async def _next_delta(deltas: AsyncGenerator[tuple[int, Delta], None]) -> tuple[int, Delta]:
     try:
         return await anext(deltas)
     except StopAsyncIteration:
@@ -41,43 +40,52 @@ async def _next_delta(deltas: AsyncIterator[Delta]) -> Delta:
 
 async def serve_stream(
     request: web.Request,
-    deltas: AsyncIterator[Delta],
+    choices: list[Choice],
+    deltas: AsyncGenerator[tuple[int, Delta], None],
     formatter: StreamFormatter,
     *,
+    tokenizer: TokenizerTools | None,
     include_usage: bool,
-    resolve_usage: UsageResolver,
     continuous_usage: bool = False,
     check_output: Callable[[str], None] | None = None,
 ) -> web.StreamResponse:
-    """Stream `deltas` as SSE. An error before the first delta is an ordinary JSON error
-    response (the status still means something then); later errors become an error event
-    followed by [DONE]. Leaving early (client gone) closes `deltas`, which cancels the
-    request on Triton. `continuous_usage` puts the usage so far on every chunk;
-    `check_output` judges the whole text at the end (strict structured outputs)."""
-    async with contextlib.aclosing(deltas):  # type: ignore[type-var]
-        delta = await _next_delta(deltas)
+    """Stream the choices' deltas as SSE, each chunk tagged with its choice index.
+
+    An error before the first delta is an ordinary JSON error response (the status still
+    means something then); later errors become an error event followed by [DONE]. Leaving
+    early (client gone) closes `deltas`, which cancels every choice's request on Triton.
+    `continuous_usage` puts the usage so far on every chunk; `check_output` judges each
+    choice's whole text when it ends (strict structured outputs)."""
+    async with contextlib.aclosing(deltas):
+        index, delta = await _next_delta(deltas)
         response = await open_event_stream(request)
         write = response.write
-        opening = formatter.opening()
-        if opening is not None:
-            await write(opening)
-        tracker = UsageTracker()
-        parts: list[str] = []
+        started: set[int] = set()
+        unfinished = len(choices)
         try:
             while True:
-                tracker.add(delta)
+                choice = choices[index]
+                if index not in started:
+                    started.add(index)
+                    opening = formatter.opening(index)
+                    if opening is not None:
+                        await write(opening)
+                choice.tracker.add(delta)
                 if delta.text:
-                    parts.append(delta.text)
-                if delta.text or delta.finish_reason is not None:
-                    usage = resolve_usage(tracker, "".join(parts)) if continuous_usage else None
-                    await write(formatter.chunk(delta.text, delta.finish_reason, usage))
-                if delta.finish_reason is not None:
-                    break
-                delta = await _next_delta(deltas)
-            if check_output is not None:
-                check_output("".join(parts))
+                    choice.parts.append(delta.text)
+                finish_reason = delta.finish_reason
+                if delta.text or finish_reason is not None:
+                    usage = total_usage(choices, tokenizer) if continuous_usage else None
+                    await write(formatter.chunk(index, delta.text, finish_reason, usage))
+                if finish_reason is not None:
+                    if check_output is not None:
+                        check_output(choice.text)
+                    unfinished -= 1
+                    if not unfinished:
+                        break
+                index, delta = await _next_delta(deltas)
             if include_usage:
-                await write(formatter.usage_chunk(resolve_usage(tracker, "".join(parts))))
+                await write(formatter.usage_chunk(total_usage(choices, tokenizer)))
         except APIError as error:
             log.warning("stream of %s failed midway: %s", request.path, error.message)
             await write(error_frame(error))

@@ -55,11 +55,9 @@ async def test_streamed_completion_equals_non_streamed(client) -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("echo", True),
         ("suffix", "the end"),
         ("best_of", 3),
         ("logprobs", 2),
-        ("n", 2),
     ],
 )
 async def test_unsupported_fields_are_refused_by_name(client, field, value) -> None:  # type: ignore[no-untyped-def]
@@ -70,8 +68,11 @@ async def test_unsupported_fields_are_refused_by_name(client, field, value) -> N
     assert error["type"] == "invalid_request_error"
 
 
-@pytest.mark.parametrize("prompt", [["one", "two"], [1, 2, 3], [[1, 2]], []])
-async def test_prompt_forms_not_served_yet_are_refused(client, prompt) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("prompt", "param"),
+    [([], "prompt"), (["text", 5], "prompt"), ([[1, 2], []], "prompt[1]"), ([10**6], "prompt"), (["x"] * 65, "prompt")],
+)
+async def test_bad_prompts_are_refused(client, prompt, param: str) -> None:  # type: ignore[no-untyped-def]
     response = await complete(client, prompt=prompt)
     assert response.status == 400
-    assert (await response.json())["error"]["param"] == "prompt"
+    assert (await response.json())["error"]["param"] == param

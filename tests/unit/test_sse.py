@@ -32,16 +32,26 @@ def test_framed_chunk_equals_the_whole_struct_encoded() -> None:
 
 def test_chat_formatter_opening_and_usage() -> None:
     formatter = ChatStreamFormatter("chatcmpl-1", 5, "m")
-    assert parse(formatter.opening())["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert parse(formatter.opening(0))["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert parse(formatter.opening(2))["choices"][0]["index"] == 2
     usage = parse(formatter.usage_chunk(Usage(1, 2, 3)))
     assert usage["choices"] == [] and usage["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
-    assert "usage" not in parse(formatter.chunk("x", None))
+    assert "usage" not in parse(formatter.chunk(0, "x", None))
+    with_usage = parse(formatter.chunk(1, "x", None, Usage(1, 1, 2)))
+    assert with_usage["usage"]["total_tokens"] == 2 and with_usage["choices"][0]["index"] == 1
 
 
 def test_completion_formatter() -> None:
-    formatter = CompletionStreamFormatter("cmpl-1", 5, "m")
-    assert formatter.opening() is None
-    chunk = parse(formatter.chunk("abc", "length"))
+    formatter = CompletionStreamFormatter("cmpl-1", 5, "m", None)
+    assert formatter.opening(0) is None
+    echoing = CompletionStreamFormatter("cmpl-1", 5, "m", ["Say", "Ask"])
+    assert parse(echoing.opening(1))["choices"][0] == {
+        "index": 1,
+        "text": "Ask",
+        "finish_reason": None,
+        "logprobs": None,
+    }
+    chunk = parse(formatter.chunk(0, "abc", "length"))
     assert chunk["object"] == "text_completion"
     assert chunk["choices"] == [{"index": 0, "text": "abc", "finish_reason": "length", "logprobs": None}]
 

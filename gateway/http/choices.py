@@ -1,0 +1,73 @@
+"""The choices of one API request: n per prompt, each its own generation request, and the
+usage they add up to."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from gateway.backends.base import GenerationRequest, TokenizerTools
+from gateway.engine import Generation
+from gateway.errors import InvalidRequest
+from gateway.usage import UsageTracker
+from schemas.responses import Usage
+
+MAX_CHOICES = 128
+
+
+@dataclass(slots=True)
+class Choice:
+    index: int
+    prompt_index: int
+    request: GenerationRequest
+    parts: list[str] = field(default_factory=list)
+    tracker: UsageTracker = field(default_factory=UsageTracker)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def record(self, result: Generation) -> None:
+        """Take a whole (non-streamed) result."""
+        self.parts = [result.text]
+        self.tracker.prompt_tokens = result.prompt_tokens
+        self.tracker.completion_tokens = result.completion_tokens
+
+
+def plan_choices(base: GenerationRequest, prompts: list[str], n: int) -> list[Choice]:
+    """n choices per prompt, indexed prompt by prompt. Each gets its own Triton request id
+    and, when a seed is set, its own seed (the same seed n times would give n copies)."""
+    if len(prompts) * n > MAX_CHOICES:
+        raise InvalidRequest(
+            f"A request may ask for at most {MAX_CHOICES} choices (prompts × n); this one asks for {len(prompts) * n}.",
+            param="n",
+        )
+    if len(prompts) == 1 and n == 1:
+        return [Choice(0, 0, base)]
+    choices = []
+    for prompt_index, prompt in enumerate(prompts):
+        for copy in range(n):
+            index = prompt_index * n + copy
+            request = dataclasses.replace(
+                base,
+                request_id=f"{base.request_id}-{index}",
+                prompt=prompt,
+                seed=None if base.seed is None else base.seed + copy,
+            )
+            choices.append(Choice(index, prompt_index, request))
+    return choices
+
+
+def total_usage(choices: list[Choice], tokenizer: TokenizerTools | None) -> Usage | None:
+    """Each prompt counted once, every choice's completion counted."""
+    prompt_tokens = completion_tokens = 0
+    counted_prompts: set[int] = set()
+    for choice in choices:
+        usage = choice.tracker.usage(choice.request.prompt, choice.text, tokenizer)
+        if usage is None:
+            return None
+        if choice.prompt_index not in counted_prompts:
+            counted_prompts.add(choice.prompt_index)
+            prompt_tokens += usage.prompt_tokens
+        completion_tokens += usage.completion_tokens
+    return Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
