@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 
-from gateway.backends.base import BackendAdapter, BackendOptions, Delta, GenerationRequest, TokenizerTools
+from gateway.backends.base import BackendAdapter, BackendOptions, Delta, GenerationRequest, TokenizerTools, TokenLogprob
 from gateway.backends.trtllm import TrtllmAdapter
 from gateway.backends.vllm import VllmAdapter
 from gateway.errors import BadGateway
@@ -34,6 +34,8 @@ class Generation:
     finish_reason: str
     prompt_tokens: int | None
     completion_tokens: int | None
+    logprobs: list[TokenLogprob] | None = None
+    cumulative_logprob: float | None = None
 
 
 class Engine:
@@ -131,15 +133,18 @@ class Engine:
     ) -> Generation:
         """Run a request to its end and join its deltas."""
         parts: list[str] = []
-        prompt_tokens: int | None = None
-        completion_tokens: int | None = None
-        finish_reason = "stop"
+        result = Generation("", "stop", None, None)
         async for delta in self.stream(model, request, tokenizer):
             parts.append(delta.text)
             if delta.prompt_tokens is not None:
-                prompt_tokens = delta.prompt_tokens
+                result.prompt_tokens = delta.prompt_tokens
             if delta.completion_tokens is not None:
-                completion_tokens = (completion_tokens or 0) + delta.completion_tokens
+                result.completion_tokens = (result.completion_tokens or 0) + delta.completion_tokens
+            if delta.logprobs is not None:
+                result.logprobs = (result.logprobs or []) + delta.logprobs
+            if delta.cumulative_logprob is not None:
+                result.cumulative_logprob = delta.cumulative_logprob
             if delta.finish_reason is not None:
-                finish_reason = delta.finish_reason
-        return Generation("".join(parts), finish_reason, prompt_tokens, completion_tokens)
+                result.finish_reason = delta.finish_reason
+        result.text = "".join(parts)
+        return result

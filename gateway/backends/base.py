@@ -36,6 +36,8 @@ class GenerationRequest:
     include_stop_str_in_output: bool | None = None
     logit_bias: dict[int, float] | None = None
     guided: GuidedDecoding | None = None
+    logprobs: int | None = None  # alternatives per token; 0: the sampled token's logprob only
+    cumulative_logprob: bool = False  # the sequence's total logprob (to rank best_of candidates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,15 @@ class GuidedDecoding:
 
     kind: Literal["json_object", "json_schema"]
     schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token: its text, logprob, and the most likely alternatives (best first)."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(slots=True)
@@ -56,6 +67,8 @@ class Delta:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    logprobs: list[TokenLogprob] | None = None
+    cumulative_logprob: float | None = None
 
 
 STRUCTURED_OUTPUTS_KEYS = ("structured_outputs", "guided_decoding")

@@ -121,6 +121,10 @@ class TrtllmAdapter:
             builder.add_bool(self._require("include_stop_str_in_output"), request.include_stop_str_in_output)
         if request.stop_token_ids:
             raise self._refusal("stop_token_ids", "token-id stop conditions")
+        if request.logprobs is not None:
+            raise self._refusal("logprobs", "logprobs (its text models return no token-level detail)")
+        if request.cumulative_logprob:
+            raise self._refusal("best_of", "best_of (it needs the sequences' logprobs)")
         if request.logit_bias:
             raise self._refusal("logit_bias", "logit_bias (TensorRT-LLM biases words, not token ids)")
         if request.guided is not None:

@@ -20,6 +20,7 @@ from gateway.backends.base import (
     GuidedDecoding,
     RequestBuilder,
     TokenizerTools,
+    TokenLogprob,
     output_indices,
     token_counts,
 )
@@ -57,6 +58,7 @@ class VllmSamplingParameters(msgspec.Struct, omit_defaults=True):
     skip_special_tokens: bool | None = None
     include_stop_str_in_output: bool | None = None
     logit_bias: dict[int, float] | None = None
+    logprobs: int | None = None
     # Guided decoding: a JSON *string* of {"json": schema} or {"json_object": true}.
     structured_outputs: str | None = None
     guided_decoding: str | None = None
@@ -99,6 +101,7 @@ class VllmAdapter:
             skip_special_tokens=request.skip_special_tokens,
             include_stop_str_in_output=request.include_stop_str_in_output,
             logit_bias=request.logit_bias,
+            logprobs=request.logprobs if request.logprobs is not None else (0 if request.cumulative_logprob else None),
         )
         if request.guided is not None:
             setattr(parameters, self._guided_key, guided_decoding_value(request.guided))
@@ -107,11 +110,26 @@ class VllmAdapter:
         builder.add_bool_if_declared("return_finish_reason", True)
         builder.add_bool_if_declared("return_num_input_tokens", True)
         builder.add_bool_if_declared("return_num_output_tokens", True)
+        if request.logprobs is not None:
+            self._require_output("return_logprobs", "logprobs")
+            builder.add_bool("return_logprobs", True)
+        if request.cumulative_logprob:
+            self._require_output("return_cumulative_logprob", "best_of")
+            builder.add_bool("return_cumulative_logprob", True)
         return builder.message
+
+    def _require_output(self, switch: str, param: str) -> None:
+        if not self.model.accepts(switch):
+            raise InvalidRequest(
+                f"The model '{self.model.name}' cannot report logprobs (it has no '{switch}' input: "
+                "vLLM backends before r24.12).",
+                param=param,
+                code="unsupported_parameter",
+            )
 
     def reader(self, request: GenerationRequest, tokenizer: TokenizerTools | None) -> VllmResponseReader:
         strip_prompt = request.prompt if not (request.stream or self._excludes_input) else None
-        return VllmResponseReader(request.max_tokens, strip_prompt, tokenizer)
+        return VllmResponseReader(request.max_tokens, strip_prompt, tokenizer, request.logprobs or 0)
 
     def translate_error(self, message: str) -> APIError:
         known = translate_triton_error(message)
@@ -135,12 +153,42 @@ class VllmAdapter:
         return generic_backend_error(message.removeprefix(_STREAM_PREFIX))
 
 
+def parse_logprobs(raw: bytes, top: int) -> list[TokenLogprob] | None:
+    """The backend's JSON: one {"<token id>": {"logprob", "rank", "decoded_token"}} object per
+    new token, the sampled token first, then the best alternatives; `null` when logprobs were
+    not asked for. Keeps the `top` best candidates of each token."""
+    entries = _LOGPROBS_DECODER.decode(raw) if raw else None
+    if not entries:
+        return None
+    tokens = []
+    for entry in entries:
+        candidates = list(entry.values())
+        sampled = candidates[0]
+        best = sorted(candidates, key=lambda candidate: candidate.rank or len(candidates))[:top]
+        tokens.append(
+            TokenLogprob(sampled.decoded_token, sampled.logprob, tuple((c.decoded_token, c.logprob) for c in best))
+        )
+    return tokens
+
+
+class _Candidate(msgspec.Struct):
+    logprob: float
+    rank: int | None = None
+    decoded_token: str = ""
+
+
+_LOGPROBS_DECODER = msgspec.json.Decoder(list[dict[str, _Candidate]] | None)
+
+
 class VllmResponseReader:
     """Turns each vLLM-backend response into a Delta (streaming sends text deltas; a
     non-streaming response carries everything at once)."""
 
-    def __init__(self, max_tokens: int, strip_prompt: str | None, tokenizer: TokenizerTools | None) -> None:
+    def __init__(
+        self, max_tokens: int, strip_prompt: str | None, tokenizer: TokenizerTools | None, top_logprobs: int = 0
+    ) -> None:
         self._max_tokens = max_tokens
+        self._top_logprobs = top_logprobs
         self._strip_prompt = strip_prompt
         self._tokenizer = tokenizer
         self._generated = 0
@@ -167,6 +215,15 @@ class VllmResponseReader:
         prompt_tokens, completion_tokens = token_counts(response, indices)
         self._generated += completion_tokens or 0
 
+        logprobs = cumulative = None
+        index = indices.get("logprobs")
+        if index is not None:
+            logprobs = parse_logprobs(tensors.decode_first_bytes(raw[index]), self._top_logprobs)
+        index = indices.get("cumulative_logprob")
+        if index is not None:
+            value = tensors.decode_numbers(raw[index], "FP32")
+            cumulative = float(value[0]) if value and value[0] == value[0] else None  # NaN: not computed
+
         finish_reason = None
         index = indices.get("finish_reason")
         if index is not None:
@@ -175,7 +232,7 @@ class VllmResponseReader:
                 finish_reason = self._openai_finish_reason(reason)
         if final and finish_reason is None:
             finish_reason = self._inferred_finish_reason()
-        return Delta(text, finish_reason, prompt_tokens, completion_tokens)
+        return Delta(text, finish_reason, prompt_tokens, completion_tokens, logprobs, cumulative)
 
     def _openai_finish_reason(self, reason: str) -> str:
         if reason in _FAILED_FINISH_REASONS:

@@ -9,9 +9,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from gateway.backends.base import TokenLogprob
 from gateway.errors import InvalidRequest
 from gateway.http.body import decode_body
 from gateway.http.choices import plan_choices, total_usage
+from gateway.http.logprobs import chat_logprobs
 from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import state_of
 from gateway.http.streaming import serve_stream
@@ -66,10 +68,8 @@ def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
 
 def check_chat(body: ChatCompletionRequest) -> None:
     check_common(body)
-    if body.logprobs:
-        raise unsupported("logprobs", "logprobs")
-    if body.top_logprobs is not None:
-        raise unsupported("top_logprobs", "top_logprobs")
+    if body.top_logprobs is not None and not body.logprobs:
+        raise InvalidRequest("top_logprobs needs logprobs set to true.", param="top_logprobs")
     if body.tools:
         raise unsupported("tools", "Tool calling")
     if body.tool_choice not in (None, "none", "auto"):
@@ -100,9 +100,17 @@ class ChatStreamFormatter:
     def opening(self, index: int) -> bytes:
         return self._framer.frame(ChatChunkChoice(index, ChatDelta(role="assistant", content="")))
 
-    def chunk(self, index: int, text: str, finish_reason: str | None, usage: Usage | None = None) -> bytes:
+    def chunk(
+        self,
+        index: int,
+        text: str,
+        finish_reason: str | None,
+        usage: Usage | None = None,
+        logprobs: list[TokenLogprob] | None = None,
+        offset: int = 0,
+    ) -> bytes:
         delta = ChatDelta(content=text) if text else ChatDelta()
-        choice = ChatChunkChoice(index, delta, finish_reason)
+        choice = ChatChunkChoice(index, delta, finish_reason, chat_logprobs(logprobs) if logprobs else None)
         if usage is not None:
             return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
         return self._framer.frame(choice)
@@ -132,6 +140,8 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
         guided=structured.guided,
         vocab_size=tokenizer.vocab_size() if tokenizer else None,
     )
+    if body.logprobs:
+        generation.logprobs = body.top_logprobs or 0
     choices = plan_choices(generation, [prompt], body.n)
     requests = [choice.request for choice in choices]
 
@@ -157,7 +167,12 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
         created=created,
         model=body.model,
         choices=[
-            ChatChoice(choice.index, AssistantMessage(content=result.text), result.finish_reason)
+            ChatChoice(
+                choice.index,
+                AssistantMessage(content=result.text),
+                result.finish_reason,
+                chat_logprobs(result.logprobs) if result.logprobs is not None else None,
+            )
             for choice, result in zip(choices, results, strict=True)
         ],
         usage=total_usage(choices, tokenizer),

@@ -22,6 +22,11 @@ class Choice:
     request: GenerationRequest
     parts: list[str] = field(default_factory=list)
     tracker: UsageTracker = field(default_factory=UsageTracker)
+    length: int = 0  # characters of text so far
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.length += len(text)
 
     @property
     def text(self) -> str:

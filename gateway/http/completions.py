@@ -8,10 +8,12 @@ import uuid
 import msgspec
 from aiohttp import web
 
-from gateway.backends.base import TokenizerTools
-from gateway.errors import InvalidRequest
+from gateway.backends.base import TokenizerTools, TokenLogprob
+from gateway.engine import Generation
+from gateway.errors import BadGateway, InvalidRequest
 from gateway.http.body import decode_body
 from gateway.http.choices import Choice, plan_choices, total_usage
+from gateway.http.logprobs import completion_logprobs
 from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import state_of
 from gateway.http.streaming import serve_stream
@@ -60,10 +62,13 @@ def check_completion(body: CompletionRequest) -> None:
     check_common(body)
     if body.suffix is not None:
         raise unsupported("suffix", "suffix (insertion)")
-    if body.best_of is not None and body.best_of != body.n:
-        raise unsupported("best_of", "best_of other than n")
-    if body.logprobs is not None:
-        raise unsupported("logprobs", "logprobs")
+    if body.best_of is not None:
+        if body.best_of < body.n:
+            raise InvalidRequest("best_of must be at least n.", param="best_of")
+        if body.best_of > body.n and body.stream:
+            raise InvalidRequest("best_of greater than n cannot be streamed.", param="best_of")
+    if body.echo and body.logprobs is not None:
+        raise unsupported("logprobs", "logprobs together with echo (prompt logprobs)")
 
 
 class CompletionStreamFormatter:
@@ -77,8 +82,18 @@ class CompletionStreamFormatter:
             return None
         return self._framer.frame(CompletionChoice(index, self._echoes[index], None))
 
-    def chunk(self, index: int, text: str, finish_reason: str | None, usage: Usage | None = None) -> bytes:
-        choice = CompletionChoice(index, text, finish_reason)
+    def chunk(
+        self,
+        index: int,
+        text: str,
+        finish_reason: str | None,
+        usage: Usage | None = None,
+        logprobs: list[TokenLogprob] | None = None,
+        offset: int = 0,
+    ) -> bytes:
+        echoed = len(self._echoes[index]) if self._echoes is not None else 0
+        tokens = completion_logprobs(logprobs, offset + echoed) if logprobs else None
+        choice = CompletionChoice(index, text, finish_reason, tokens)
         if usage is not None:
             return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
         return self._framer.frame(choice)
@@ -106,7 +121,10 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
         guided=structured.guided,
         vocab_size=tokenizer.vocab_size() if tokenizer else None,
     )
-    choices = plan_choices(generation, prompts, body.n)
+    generation.logprobs = body.logprobs
+    best_of = body.best_of or body.n
+    generation.cumulative_logprob = best_of > body.n
+    choices = plan_choices(generation, prompts, best_of)
     requests = [choice.request for choice in choices]
 
     if body.stream:
@@ -127,18 +145,31 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     for choice, result in zip(choices, results, strict=True):
         structured.check_output(result.text)
         choice.record(result)
+    candidates = list(zip(choices, results, strict=True))
+    shown = best_candidates(candidates, body.n) if best_of > body.n else candidates
     completion = Completion(
         id=request_id,
         created=created,
         model=body.model,
-        choices=[
-            _completion_choice(choice, body.echo, result.finish_reason) for choice, result in zip(choices, results)
-        ],
-        usage=total_usage(choices, tokenizer),
+        choices=[_completion_choice(index, choice, result, body.echo) for index, (choice, result) in enumerate(shown)],
+        usage=total_usage(choices, tokenizer),  # every candidate was generated, so every one counts
     )
     return web.Response(body=_ENCODER.encode(completion), content_type="application/json")
 
 
-def _completion_choice(choice: Choice, echo: bool, finish_reason: str) -> CompletionChoice:
-    text = choice.request.prompt + choice.text if echo else choice.text
-    return CompletionChoice(choice.index, text, finish_reason)
+def best_candidates(candidates: list[tuple[Choice, Generation]], n: int) -> list[tuple[Choice, Generation]]:
+    """The n candidates of each prompt with the highest cumulative logprob, prompt by prompt."""
+    kept = []
+    for prompt_index in sorted({choice.prompt_index for choice, _ in candidates}):
+        group = [(choice, result) for choice, result in candidates if choice.prompt_index == prompt_index]
+        if any(result.cumulative_logprob is None for _, result in group):
+            raise BadGateway("The model did not report the cumulative logprobs best_of needs.")
+        group.sort(key=lambda pair: pair[1].cumulative_logprob or 0.0, reverse=True)
+        kept += group[:n]
+    return kept
+
+
+def _completion_choice(index: int, choice: Choice, result: Generation, echo: bool) -> CompletionChoice:
+    echoed = choice.request.prompt if echo else ""
+    logprobs = completion_logprobs(result.logprobs, len(echoed)) if result.logprobs is not None else None
+    return CompletionChoice(index, echoed + result.text, result.finish_reason, logprobs)
