@@ -14,6 +14,7 @@ from gateway.chat.template import TokenizerStore
 from gateway.engine import Engine
 from gateway.errors import APIError
 from gateway.http import chat, completions, health, models
+from gateway.http.images import ImageLoader
 from gateway.http.middleware import error_middleware
 from gateway.http.state import STATE, GatewayState
 from gateway.settings import Settings
@@ -51,7 +52,12 @@ def _lifecycle(settings: Settings):  # type: ignore[no-untyped-def]
             await registry.refresh()
         except APIError as exc:
             log.warning("Triton at %s is not reachable yet (%s); serving anyway", settings.triton_url, exc.message)
-        app[STATE] = GatewayState(settings, client, registry, engine, tokenizers)
+        images = ImageLoader(
+            allow_remote=settings.allow_remote_images,
+            max_bytes=settings.remote_image_max_bytes,
+            timeout=settings.remote_image_timeout,
+        )
+        app[STATE] = GatewayState(settings, client, registry, engine, tokenizers, images)
         refresher = asyncio.create_task(registry.run(), name="model-registry-refresh")
         try:
             yield
@@ -60,6 +66,7 @@ def _lifecycle(settings: Settings):  # type: ignore[no-untyped-def]
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
             await client.close()
+            await images.close()
 
     return lifecycle
 

@@ -93,6 +93,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[MODEL=]KEY",
     )
     flag(
+        "--allow-remote-images",
+        "fetch http(s) image URLs named in chat messages (otherwise only data: URLs are taken)",
+        action="store_true",
+    )
+    flag(
+        "--remote-image-max-bytes",
+        "largest image accepted, fetched or inline",
+        type=_positive_int,
+        default=defaults.remote_image_max_bytes,
+        metavar="BYTES",
+    )
+    flag(
+        "--remote-image-timeout",
+        "seconds allowed for fetching one remote image",
+        type=float,
+        default=defaults.remote_image_timeout,
+        metavar="SECONDS",
+    )
+    flag(
         "--log-level",
         "logging level",
         default=defaults.log_level,
@@ -112,6 +131,8 @@ def _environment_defaults(parser: argparse.ArgumentParser, environ: dict[str, st
             continue
         if isinstance(action, argparse._AppendAction):
             action.default = [part.strip() for part in value.split(",") if part.strip()]
+        elif isinstance(action, argparse._StoreTrueAction):
+            action.default = value.strip().lower() in ("1", "true", "yes", "on")
         else:
             action.default = action.type(value) if callable(action.type) else value
             if action.choices is not None and action.default not in action.choices:
@@ -133,6 +154,9 @@ def parse_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | 
         http_max_input_size=args.http_max_input_size,
         model_refresh_interval=args.model_refresh_interval,
         structured_outputs_key=_structured_outputs_keys(parser, args.structured_outputs_key or ()),
+        allow_remote_images=args.allow_remote_images,
+        remote_image_max_bytes=args.remote_image_max_bytes,
+        remote_image_timeout=args.remote_image_timeout,
         log_level=args.log_level,
     )
 

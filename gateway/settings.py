@@ -20,4 +20,7 @@ class Settings:
     http_max_input_size: int = 64 * 1024 * 1024
     model_refresh_interval: float = 5.0
     structured_outputs_key: tuple[str, ...] = ()
+    allow_remote_images: bool = False
+    remote_image_max_bytes: int = 10 * 1024 * 1024
+    remote_image_timeout: float = 10.0
     log_level: str = "INFO"

@@ -24,14 +24,18 @@ SPECIAL_TOKENS = [
     "<|tool|>",
 ]
 
-# Roles outside system/user/assistant/tool are rendered as system turns; list content
-# (text parts) is joined by the gateway before rendering, so `content` is a string here.
+# Roles outside system/user/assistant/tool are rendered as system turns. Content is a string,
+# or a list of parts where {"type": "image"} becomes the <|image|> placeholder.
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{% for message in messages %}"
     "{% set role = message['role'] if message['role'] in ['system', 'user', 'assistant', 'tool'] "
     "else 'system' %}"
-    "<|{{ role }}|>\n{{ message['content'] if message['content'] is string else '' }}<|end|>\n"
+    "<|{{ role }}|>\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|image|>{% else %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|end|>\n"
     "{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )

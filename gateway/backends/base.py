@@ -38,6 +38,7 @@ class GenerationRequest:
     guided: GuidedDecoding | None = None
     logprobs: int | None = None  # alternatives per token; 0: the sampled token's logprob only
     cumulative_logprob: bool = False  # the sequence's total logprob (to rank best_of candidates)
+    images: list[bytes] | None = None  # base64, in the order the prompt's placeholders name them
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,8 @@ class TrtllmAdapter:
             builder.add_bool(self._require("include_stop_str_in_output"), request.include_stop_str_in_output)
         if request.stop_token_ids:
             raise self._refusal("stop_token_ids", "token-id stop conditions")
+        if request.images:
+            raise self._refusal("messages", "images")
         if request.logprobs is not None:
             raise self._refusal("logprobs", "logprobs (its text models return no token-level detail)")
         if request.cumulative_logprob:

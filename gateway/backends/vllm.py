@@ -106,6 +106,14 @@ class VllmAdapter:
         if request.guided is not None:
             setattr(parameters, self._guided_key, guided_decoding_value(request.guided))
         builder.add_bytes("sampling_parameters", _PARAMETERS_ENCODER.encode(parameters))
+        if request.images:
+            if not self.model.accepts("image"):
+                raise InvalidRequest(
+                    f"The model '{self.model.name}' takes no images (it declares no 'image' input).",
+                    param="messages",
+                    code="unsupported_parameter",
+                )
+            builder.add_bytes_list("image", request.images)
         builder.add_bool_if_declared("exclude_input_in_output", True)
         builder.add_bool_if_declared("return_finish_reason", True)
         builder.add_bool_if_declared("return_num_input_tokens", True)

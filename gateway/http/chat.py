@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -15,11 +17,12 @@ from gateway.http.body import decode_body
 from gateway.http.choices import plan_choices, total_usage
 from gateway.http.logprobs import chat_logprobs
 from gateway.http.sampling import check_common, generation_request, unsupported
-from gateway.http.state import state_of
+from gateway.http.state import GatewayState, state_of
 from gateway.http.streaming import serve_stream
 from gateway.sse import ChunkFramer, frame
 from gateway.structured import StructuredOutput
-from schemas.requests import ChatCompletionRequest, ChatMessage, TextPart
+from gateway.triton.registry import ModelInfo
+from schemas.requests import ChatCompletionRequest, ChatMessage, ImagePart, TextPart
 from schemas.responses import (
     AssistantMessage,
     ChatChoice,
@@ -38,21 +41,34 @@ _CHUNK = "chat.completion.chunk"
 _TEMPLATE_ROLES = {"developer": "system"}
 
 
-def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
-    """The messages as chat templates expect them: string content, known roles."""
+@dataclass(frozen=True, slots=True)
+class ImageReference:
+    url: str
+    param: str  # where the request names it, for errors
+
+
+def template_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]], list[ImageReference]]:
+    """The messages as chat templates expect them (known roles; text content as a string, or
+    a list of text and {"type": "image"} parts where images are), and the images in order."""
     rendered = []
+    images: list[ImageReference] = []
     for i, message in enumerate(messages):
         if message.role == "function":
             raise unsupported(f"messages[{i}].role", "The deprecated 'function' role")
-        content = message.content
+        content: Any = message.content
         if isinstance(content, list):
-            texts = []
+            parts: list[dict[str, str]] = []
             for j, part in enumerate(content):
-                if not isinstance(part, TextPart):
+                if isinstance(part, TextPart):
+                    parts.append({"type": "text", "text": part.text})
+                elif isinstance(part, ImagePart):
+                    parts.append({"type": "image"})
+                    images.append(ImageReference(part.image_url.url, f"messages[{i}].content[{j}].image_url.url"))
+                else:
                     kind = type(part).__struct_config__.tag
                     raise unsupported(f"messages[{i}].content[{j}]", f"A content part of type '{kind}'")
-                texts.append(part.text)
-            content = "\n".join(texts)
+            has_images = any(part["type"] == "image" for part in parts)
+            content = parts if has_images else "\n".join(part["text"] for part in parts)
         if content is None and message.role != "assistant":
             raise InvalidRequest(f"messages[{i}] ({message.role}) needs content.", param=f"messages[{i}].content")
         entry: dict[str, Any] = {"role": _TEMPLATE_ROLES.get(message.role, message.role), "content": content or ""}
@@ -63,7 +79,17 @@ def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
         if message.tool_call_id is not None:
             entry["tool_call_id"] = message.tool_call_id
         rendered.append(entry)
-    return rendered
+    return rendered, images
+
+
+async def load_images(state: GatewayState, model: ModelInfo, images: list[ImageReference]) -> list[bytes] | None:
+    if not images:
+        return None
+    if not model.accepts("image"):
+        raise InvalidRequest(
+            f"The model '{model.name}' takes no images.", param=images[0].param.removesuffix(".image_url.url")
+        )
+    return list(await asyncio.gather(*(state.images.load(image.url, image.param) for image in images)))
 
 
 def check_chat(body: ChatCompletionRequest) -> None:
@@ -123,10 +149,11 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     body = await decode_body(request, _DECODER)
     check_chat(body)
-    messages = template_messages(body.messages)
+    messages, images = template_messages(body.messages)
     template_options = chat_template_options(body.chat_template_kwargs)
     structured = StructuredOutput(body.response_format)
     model = await state.registry.resolve(body.model)
+    image_data = await load_images(state, model, images)
     prompt = state.tokenizers.render_chat(model.name, messages, **template_options)
     tokenizer = state.tokenizers.tools(model.name)
     request_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -142,6 +169,7 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     )
     if body.logprobs:
         generation.logprobs = body.top_logprobs or 0
+    generation.images = image_data
     choices = plan_choices(generation, [prompt], body.n)
     requests = [choice.request for choice in choices]
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.chat.template import TokenizerStore
 from gateway.engine import Engine
+from gateway.http.images import ImageLoader
 from gateway.settings import Settings
 from gateway.triton.client import TritonClient
 from gateway.triton.registry import ModelRegistry
@@ -20,6 +21,7 @@ class GatewayState:
     registry: ModelRegistry
     engine: Engine
     tokenizers: TokenizerStore
+    images: ImageLoader
 
 
 STATE = web.AppKey("state", GatewayState)

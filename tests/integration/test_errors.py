@@ -72,7 +72,7 @@ async def test_empty_and_non_object_bodies(client) -> None:
         ({"stop_token_ids": [-1]}, "stop_token_ids[0]"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
-            "messages[0].content[0]",
+            "messages[0].content[0].image_url.url",
         ),
     ],
 )

@@ -7,7 +7,7 @@ import pytest
 from gateway.chat.template import TokenizerStore
 from gateway.errors import InvalidRequest
 from gateway.http.chat import template_messages
-from schemas.requests import ChatMessage, ImagePart, ImageURL, TextPart
+from schemas.requests import AudioPart, ChatMessage, ImagePart, ImageURL, TextPart
 
 TOKENIZER = str(Path(__file__).resolve().parents[2] / "deploy" / "tokenizer")
 
@@ -19,7 +19,7 @@ def test_messages_become_template_dicts() -> None:
         ChatMessage(role="assistant", content=None),
         ChatMessage(role="tool", content="42", tool_call_id="call_1"),
     ]
-    assert template_messages(messages) == [
+    assert template_messages(messages)[0] == [
         {"role": "system", "content": "rules"},
         {"role": "user", "content": "a\nb", "name": "ann"},
         {"role": "assistant", "content": ""},
@@ -29,11 +29,22 @@ def test_messages_become_template_dicts() -> None:
 
 def test_unsupported_message_content_is_named() -> None:
     with pytest.raises(InvalidRequest) as caught:
-        template_messages([ChatMessage(role="user", content=[TextPart("a"), ImagePart(ImageURL("u"))])])
+        template_messages([ChatMessage(role="user", content=[TextPart("a"), AudioPart({"data": ""})])])
     assert caught.value.param == "messages[0].content[1]"
     with pytest.raises(InvalidRequest) as caught:
         template_messages([ChatMessage(role="system", content="s"), ChatMessage(role="user")])
     assert caught.value.param == "messages[1].content"
+
+
+def test_image_parts_become_placeholders_and_references() -> None:
+    messages = [ChatMessage(role="user", content=[TextPart("What is"), ImagePart(ImageURL("data:x")), TextPart("?")])]
+    rendered, images = template_messages(messages)
+    assert rendered[0]["content"] == [
+        {"type": "text", "text": "What is"},
+        {"type": "image"},
+        {"type": "text", "text": "?"},
+    ]
+    assert [(image.url, image.param) for image in images] == [("data:x", "messages[0].content[1].image_url.url")]
 
 
 def test_tokenizer_specs_per_model_and_default() -> None:

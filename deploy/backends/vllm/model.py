@@ -26,6 +26,7 @@ Knobs for tests live under the `stand_in` key of `model.json`:
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import os
@@ -216,6 +217,9 @@ class TritonPythonModel(AsyncDecoupledModel):
             reply = guided_reply(params.guided, last_user_turn(prompt))
         else:
             reply = reply_for(prompt, params.temperature, params.seed)
+        images = _images(request)
+        if images:
+            reply += f" [{len(images)} image{'s' if len(images) > 1 else ''}: {', '.join(images)}]"
         generation = Generation(self.tokenizer, prompt_ids, reply, params, self.max_model_len)
 
         request_id = request.request_id()
@@ -301,6 +305,24 @@ class TritonPythonModel(AsyncDecoupledModel):
 
 class _LoraError(Exception):
     """Raised with the vLLM backend's own LoRA messages (sent without the generic prefix)."""
+
+
+_IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"GIF8": "gif", b"RIFF": "webp"}
+
+
+def _images(request: Any) -> list[str]:
+    """The formats of the base64 images in the `image` input (PIL would refuse anything else)."""
+    tensor = pb_utils.get_input_tensor_by_name(request, "image")
+    if tensor is None:
+        return []
+    formats = []
+    for encoded in tensor.as_numpy().reshape(-1):
+        data = base64.b64decode(encoded)
+        kind = next((name for magic, name in _IMAGE_SIGNATURES.items() if data.startswith(magic)), None)
+        if kind is None:
+            raise ValueError("cannot identify image file")
+        formats.append(kind)
+    return formats
 
 
 def _input_bytes(request: Any, name: str) -> bytes | None:
