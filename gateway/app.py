@@ -13,7 +13,7 @@ from gateway.backends.base import BackendOptions
 from gateway.chat.template import TokenizerStore
 from gateway.engine import Engine
 from gateway.errors import APIError
-from gateway.http import chat, completions, health, models
+from gateway.http import chat, completions, embeddings, health, models
 from gateway.http.images import ImageLoader
 from gateway.http.middleware import error_middleware
 from gateway.http.state import STATE, GatewayState
@@ -29,6 +29,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_lifecycle(settings))
     app.router.add_post("/v1/chat/completions", chat.create_chat_completion)
     app.router.add_post("/v1/completions", completions.create_completion)
+    app.router.add_post("/v1/embeddings", embeddings.create_embeddings)
     app.router.add_get("/v1/models", models.list_models)
     app.router.add_get("/v1/models/{model}", models.retrieve_model)
     app.router.add_get("/health/live", health.live)

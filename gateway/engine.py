@@ -8,10 +8,18 @@ import contextlib
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 
-from gateway.backends.base import BackendAdapter, BackendOptions, Delta, GenerationRequest, TokenizerTools, TokenLogprob
+from gateway.backends.base import (
+    BackendAdapter,
+    BackendOptions,
+    Delta,
+    EmbeddingAdapter,
+    GenerationRequest,
+    TokenizerTools,
+    TokenLogprob,
+)
 from gateway.backends.trtllm import TrtllmAdapter
 from gateway.backends.vllm import VllmAdapter
-from gateway.errors import BadGateway
+from gateway.errors import BadGateway, InvalidRequest
 from gateway.triton.client import TritonClient, TritonErrorMessage
 from gateway.triton.flavours import Flavour
 from gateway.triton.registry import ModelInfo
@@ -79,6 +87,26 @@ class Engine:
             except TritonErrorMessage as exc:
                 raise adapter.translate_error(exc.message) from None
         raise BadGateway("The model's responses ended without a finish reason.")
+
+    async def embed(
+        self, model: ModelInfo, request_id: str, source: str | list[int], dimensions: int | None
+    ) -> tuple[list[float], int | None]:
+        """One input's embedding and token count, from a model whose backend can embed."""
+        adapter = self.adapter(model)
+        if not isinstance(adapter, EmbeddingAdapter):
+            raise InvalidRequest(
+                f"The model '{model.name}' ({model.flavour}) cannot embed text.",
+                param="model",
+                code="model_not_supported",
+            )
+        async with self._client.stream(adapter.build_embedding_request(request_id, source, dimensions)) as responses:
+            try:
+                async for response in responses:
+                    if response.raw_output_contents:
+                        return adapter.read_embedding(response)
+            except TritonErrorMessage as exc:
+                raise adapter.translate_error(exc.message) from None
+        raise BadGateway("The model sent no embedding.")
 
     async def stream_many(
         self, model: ModelInfo, requests: list[GenerationRequest], tokenizer: TokenizerTools | None = None

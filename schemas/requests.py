@@ -129,3 +129,12 @@ class CompletionRequest(SamplingFields, kw_only=True):
     echo: bool = False
     suffix: str | None = None
     best_of: PositiveInt | None = None
+
+
+class EmbeddingRequest(msgspec.Struct, kw_only=True):
+    model: str
+    # a string, strings, token ids, or lists of token ids
+    input: str | list[str | int | list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[int, Meta(ge=1)] | None = None
+    user: str | None = None

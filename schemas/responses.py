@@ -128,3 +128,24 @@ class ModelCard(msgspec.Struct):
 class ModelList(msgspec.Struct):
     data: list[ModelCard]
     object: str = "list"
+
+
+# -- embeddings ----------------------------------------------------------------------
+
+
+class Embedding(msgspec.Struct):
+    index: int
+    embedding: list[float] | str  # floats, or base64 of little-endian float32
+    object: str = "embedding"
+
+
+class EmbeddingUsage(msgspec.Struct):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(msgspec.Struct):
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage | None
+    object: str = "list"

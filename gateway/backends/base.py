@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from tritonclient.grpc import service_pb2 as pb
 
@@ -123,6 +123,19 @@ class BackendAdapter(Protocol):
     def reader(self, request: GenerationRequest, tokenizer: TokenizerTools | None) -> ResponseReader: ...
 
     def translate_error(self, message: str) -> APIError: ...
+
+
+@runtime_checkable
+class EmbeddingAdapter(Protocol):
+    """What an adapter of a backend that can embed text also offers."""
+
+    def build_embedding_request(
+        self, request_id: str, source: str | list[int], dimensions: int | None
+    ) -> pb.ModelInferRequest: ...
+
+    def read_embedding(self, response: pb.ModelInferResponse) -> tuple[list[float], int | None]:
+        """The vector and, where the model reports it, the input's token count."""
+        ...
 
 
 class RequestBuilder:

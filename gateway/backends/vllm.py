@@ -25,7 +25,7 @@ from gateway.backends.base import (
     token_counts,
 )
 from gateway.backends.errors import generic_backend_error, translate_triton_error
-from gateway.errors import APIError, BackendError, InvalidRequest
+from gateway.errors import APIError, BackendError, BadGateway, InvalidRequest
 from gateway.triton import tensors
 from gateway.triton.registry import ModelInfo
 
@@ -135,6 +135,39 @@ class VllmAdapter:
                 code="unsupported_parameter",
             )
 
+    def build_embedding_request(
+        self, request_id: str, source: str | list[int], dimensions: int | None
+    ) -> pb.ModelInferRequest:
+        """The backend's `embedding_request` input: {"input", "pooling_params"} as JSON
+        (`text_input` is required by the model config, so an empty one goes along)."""
+        builder = RequestBuilder(self.model, request_id)
+        builder.add_bytes("text_input", b"")
+        embedding: dict[str, Any] = {"input": source}
+        if dimensions is not None:
+            embedding["pooling_params"] = {"dimensions": [dimensions]}
+        builder.add_bytes(self._require_input("embedding_request"), json.dumps(embedding).encode("utf-8"))
+        builder.add_bool_if_declared("return_num_input_tokens", True)
+        return builder.message
+
+    def read_embedding(self, response: pb.ModelInferResponse) -> tuple[list[float], int | None]:
+        indices = output_indices(response)
+        raw = response.raw_output_contents
+        try:
+            vector = json.loads(tensors.decode_first_bytes(raw[indices["text_output"]]))
+        except (KeyError, ValueError):
+            raise BadGateway("The model's embedding response is not a JSON list of numbers.") from None
+        prompt_tokens, _ = token_counts(response, indices)
+        return [float(value) for value in vector], prompt_tokens
+
+    def _require_input(self, name: str) -> str:
+        if not self.model.accepts(name):
+            raise InvalidRequest(
+                f"The model '{self.model.name}' cannot embed text (it declares no '{name}' input).",
+                param="model",
+                code="model_not_supported",
+            )
+        return name
+
     def reader(self, request: GenerationRequest, tokenizer: TokenizerTools | None) -> VllmResponseReader:
         strip_prompt = request.prompt if not (request.stream or self._excludes_input) else None
         return VllmResponseReader(request.max_tokens, strip_prompt, tokenizer, request.logprobs or 0)
@@ -148,6 +181,16 @@ class VllmAdapter:
                 "The model's vLLM backend rejected the sampling parameters: one of the values is "
                 "not accepted by this deployment's vLLM version.",
                 code="invalid_sampling_parameters",
+            )
+        if "does not support 'embed' request" in message:
+            return InvalidRequest(
+                f"The model '{self.model.name}' is not an embedding model.", param="model", code="model_not_supported"
+            )
+        if "does not support 'generate' request" in message:
+            return InvalidRequest(
+                f"The model '{self.model.name}' is an embedding model; use /v1/embeddings.",
+                param="model",
+                code="model_not_supported",
             )
         if _CONTEXT_TOO_LONG in message:
             return InvalidRequest(

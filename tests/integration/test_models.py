@@ -16,6 +16,7 @@ async def test_lists_only_text_generation_models(client) -> None:
         "llmapi",
         "tensorrt_llm_bls",
         "tensorrt_llm_bls_accumulate",
+        "vllm_embed",
         "vllm_guided_legacy",
         "vllm_legacy",
         "vllm_model",

@@ -156,6 +156,7 @@ class TritonPythonModel(AsyncDecoupledModel):
         self.eos_id = self.tokenizer.eos_id
         self.max_model_len = int(engine_args.get("max_model_len", 4096))
         # r25.11+ takes guided decoding under both keys; r25.01-r25.10 only under guided_decoding.
+        self.task = engine_args.get("stand_in", {}).get("task", "generate")  # or "embed"
         self.guided_keys = list(
             engine_args.get("stand_in", {}).get("guided_keys", ["structured_outputs", "guided_decoding"])
         )
@@ -178,6 +179,13 @@ class TritonPythonModel(AsyncDecoupledModel):
         return pb_utils.InferenceResponse(output_tensors=[text], error=pb_utils.TritonError(message))
 
     async def generate(self, request: Any, sender: Any) -> None:
+        embedding_request = _input_bytes(request, "embedding_request")
+        task = "embed" if embedding_request is not None else "generate"
+        if task != self.task:
+            raise ValueError(f"Model {self.model_config['name']} does not support '{task}' request")
+        if embedding_request is not None:
+            self._embed(json.loads(embedding_request), request, sender)
+            return
         prompt = _input_bytes(request, "text_input").decode("utf-8")
         stream = _input_bool(request, "stream", False)
         exclude = _input_bool(request, "exclude_input_in_output", None)
@@ -274,6 +282,27 @@ class TritonPythonModel(AsyncDecoupledModel):
                 pb_utils.InferenceResponse(output_tensors=outputs),
                 flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
             )
+
+    def _embed(self, embedding_request: dict[str, Any], request: Any, sender: Any) -> None:
+        """A deterministic unit vector derived from the input's tokens (the text_output is its
+        JSON, as with the real backend)."""
+        source = embedding_request["input"]
+        ids = source if isinstance(source, list) else self.tokenizer.encode(source)
+        dimensions = embedding_request.get("pooling_params", {}).get("dimensions", [16])[0]
+        vector = [math.sin(sum(ids) * (index + 1) + len(ids)) for index in range(int(dimensions))]
+        norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+        tensors = [
+            pb_utils.Tensor(
+                "text_output", np.array([json.dumps([v / norm for v in vector]).encode()], dtype=np.object_)
+            )
+        ]
+        if _input_bool(request, "return_num_input_tokens", False):
+            tensors.append(pb_utils.Tensor("num_input_tokens", np.array(len(ids), dtype=np.uint32)))
+        if _input_bool(request, "return_num_output_tokens", False):
+            tensors.append(pb_utils.Tensor("num_output_tokens", np.array(0, dtype=np.uint32)))
+        sender.send(
+            pb_utils.InferenceResponse(output_tensors=tensors), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        )
 
     def _outputs(
         self,
