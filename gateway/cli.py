@@ -93,6 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[MODEL=]KEY",
     )
     flag(
+        "--tool-call-parser",
+        "how models write tool calls, for tool_choice auto: llama3, mistral or hermes; MODEL=PARSER sets it "
+        "for one model (repeatable; env: comma-separated)",
+        action="append",
+        metavar="[MODEL=]PARSER",
+    )
+    flag(
+        "--max-tool-call-parse-bytes",
+        "longest tool call parsed; past it the request ends with finish_reason length",
+        type=_positive_int,
+        default=defaults.max_tool_call_parse_bytes,
+        metavar="BYTES",
+    )
+    flag(
         "--allow-remote-images",
         "fetch http(s) image URLs named in chat messages (otherwise only data: URLs are taken)",
         action="store_true",
@@ -154,11 +168,22 @@ def parse_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | 
         http_max_input_size=args.http_max_input_size,
         model_refresh_interval=args.model_refresh_interval,
         structured_outputs_key=_structured_outputs_keys(parser, args.structured_outputs_key or ()),
+        tool_call_parser=_tool_call_parsers(parser, args.tool_call_parser or ()),
+        max_tool_call_parse_bytes=args.max_tool_call_parse_bytes,
         allow_remote_images=args.allow_remote_images,
         remote_image_max_bytes=args.remote_image_max_bytes,
         remote_image_timeout=args.remote_image_timeout,
         log_level=args.log_level,
     )
+
+
+def _tool_call_parsers(parser: argparse.ArgumentParser, specs: Sequence[str]) -> tuple[str, ...]:
+    from gateway.chat.tools import FORMATS
+
+    for spec in specs:
+        if spec.rpartition("=")[2] not in FORMATS:
+            parser.error(f"--tool-call-parser {spec}: the parser is one of {', '.join(FORMATS)}")
+    return tuple(specs)
 
 
 def _structured_outputs_keys(parser: argparse.ArgumentParser, specs: Sequence[str]) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,21 @@ class Settings:
     http_max_input_size: int = 64 * 1024 * 1024
     model_refresh_interval: float = 5.0
     structured_outputs_key: tuple[str, ...] = ()
+    tool_call_parser: tuple[str, ...] = ()
+    max_tool_call_parse_bytes: int = 131072
     allow_remote_images: bool = False
     remote_image_max_bytes: int = 10 * 1024 * 1024
     remote_image_timeout: float = 10.0
     log_level: str = "INFO"
+
+
+def per_model(specs: Sequence[str], model: str) -> str | None:
+    """The value for `model` among "VALUE" (every model) and "MODEL=VALUE" entries."""
+    value = None
+    for spec in specs:
+        name, sep, setting = spec.rpartition("=")
+        if not sep:
+            value = setting
+        elif name == model:
+            return setting
+    return value

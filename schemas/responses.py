@@ -41,9 +41,35 @@ class CompletionLogprobs(msgspec.Struct):
 # -- chat ----------------------------------------------------------------------------
 
 
-class AssistantMessage(msgspec.Struct):
+class FunctionCall(msgspec.Struct):
+    name: str
+    arguments: str
+
+
+class ToolCallMessage(msgspec.Struct):
+    id: str
+    function: FunctionCall
+    type: str = "function"
+
+
+class AssistantMessage(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """`role` and `content` always appear (content may be null); `tool_calls` only when made."""
+
+    role: str
     content: str | None
-    role: str = "assistant"
+    tool_calls: list[ToolCallMessage] | None = None
+
+
+class FunctionCallDelta(msgspec.Struct, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(msgspec.Struct, omit_defaults=True):
+    index: int
+    id: str | None = None
+    type: str | None = None
+    function: FunctionCallDelta | None = None
 
 
 class ChatChoice(msgspec.Struct):
@@ -65,6 +91,7 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
 class ChatDelta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChatChunkChoice(msgspec.Struct):

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL_REPOSITORY = ROOT / "tests" / "model_repository"
 TOKENIZER_DIR = ROOT / "deploy" / "tokenizer"
 GUIDED_LEGACY = "vllm_guided_legacy=guided_decoding"  # an r25.01-r25.10 vLLM model
+TOOL_PARSERS = ("hermes", "ensemble=mistral", "tensorrt_llm_bls=llama3", "vllm_legacy=llama3")
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +54,7 @@ def settings(triton: LocalTriton) -> Settings:
         default_max_tokens=64,
         model_refresh_interval=0.5,
         structured_outputs_key=(GUIDED_LEGACY,),
+        tool_call_parser=TOOL_PARSERS,
     )
 
 
@@ -107,6 +109,7 @@ def gateway_process(triton: LocalTriton, tmp_path_factory: pytest.TempPathFactor
         "64",
         "--structured-outputs-key",
         GUIDED_LEGACY,
+        *[argument for parser in TOOL_PARSERS for argument in ("--tool-call-parser", parser)],
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))

@@ -12,6 +12,7 @@ from tokenizers import Tokenizer
 USER_MARK = "<|user|>\n"
 END_MARK = "<|end|>"
 OPENINGS = ("You said: ", "I heard: ", "Echo: ", "Repeating: ")
+RAW_PREFIX = "/raw "  # a user turn starting with this is repeated verbatim, without an opening
 
 
 class StandInTokenizer:
@@ -38,6 +39,8 @@ class StandInTokenizer:
 def reply_for(prompt: str, temperature: float, seed: int | None) -> str:
     """The last user turn of a chat prompt (or the raw prompt) repeated back."""
     said = last_user_turn(prompt)
+    if said.startswith(RAW_PREFIX):  # tests script the exact output this way
+        return said[len(RAW_PREFIX) :]
     opening = OPENINGS[0]
     if temperature > 0:
         opening = random.Random(seed).choice(OPENINGS)

@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from tritonclient.grpc import service_pb2 as pb
 
 from gateway.errors import APIError
+from gateway.settings import per_model
 from gateway.triton import tensors
 from gateway.triton.registry import ModelInfo
 
@@ -47,6 +48,7 @@ class GuidedDecoding:
 
     kind: Literal["json_object", "json_schema"]
     schema: dict[str, Any] | None = None
+    param: str = "response_format"  # the request field that asked for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,17 @@ class TokenLogprob:
     token: str
     logprob: float
     top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the model made: its index among the choice's calls, id, name, and
+    arguments as a JSON string."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(slots=True)
@@ -70,6 +83,7 @@ class Delta:
     completion_tokens: int | None = None
     logprobs: list[TokenLogprob] | None = None
     cumulative_logprob: float | None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 STRUCTURED_OUTPUTS_KEYS = ("structured_outputs", "guided_decoding")
@@ -86,14 +100,7 @@ class BackendOptions:
     structured_outputs_keys: tuple[str, ...] = ()
 
     def structured_outputs_key(self, model: str) -> str:
-        key = "structured_outputs"
-        for spec in self.structured_outputs_keys:
-            name, sep, value = spec.rpartition("=")
-            if not sep:
-                key = value
-            elif name == model:
-                return value
-        return key
+        return per_model(self.structured_outputs_keys, model) or "structured_outputs"
 
 
 class TokenizerTools(Protocol):

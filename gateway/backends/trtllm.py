@@ -162,8 +162,8 @@ class TrtllmAdapter:
         if self._names["guided"] is None or not self.model.accepts("guided_decoding_guide"):
             raise InvalidRequest(
                 f"The model '{self.model.name}' has no guided-decoding inputs "
-                "(guided_decoding_guide_type, guided_decoding_guide), so it cannot honour response_format.",
-                param="response_format",
+                f"(guided_decoding_guide_type, guided_decoding_guide), so it cannot honour {guided.param}.",
+                param=guided.param,
                 code="unsupported_parameter",
             )
         if guided.kind == "json_schema":

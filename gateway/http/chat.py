@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -11,7 +13,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from gateway.backends.base import TokenLogprob
+from gateway.backends.base import Delta
+from gateway.engine import Generation
 from gateway.errors import InvalidRequest
 from gateway.http.body import decode_body
 from gateway.http.choices import plan_choices, total_usage
@@ -19,6 +22,8 @@ from gateway.http.logprobs import chat_logprobs
 from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import GatewayState, state_of
 from gateway.http.streaming import serve_stream
+from gateway.http.tools import ToolPlan, apply_to_text, plan_tools, with_tool_calls
+from gateway.settings import per_model
 from gateway.sse import ChunkFramer, frame
 from gateway.structured import StructuredOutput
 from gateway.triton.registry import ModelInfo
@@ -30,6 +35,10 @@ from schemas.responses import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatDelta,
+    FunctionCall,
+    FunctionCallDelta,
+    ToolCallDelta,
+    ToolCallMessage,
     Usage,
 )
 
@@ -75,11 +84,30 @@ def template_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]]
         if message.name is not None:
             entry["name"] = message.name
         if message.tool_calls:
-            raise unsupported(f"messages[{i}].tool_calls", "Tool calls in the conversation")
+            entry["tool_calls"] = [
+                _history_call(call, f"messages[{i}].tool_calls[{j}]") for j, call in enumerate(message.tool_calls)
+            ]
         if message.tool_call_id is not None:
             entry["tool_call_id"] = message.tool_call_id
         rendered.append(entry)
     return rendered, images
+
+
+def _history_call(call: dict[str, Any], param: str) -> dict[str, Any]:
+    """An earlier assistant tool call, for the template: arguments as an object where they
+    parse (templates write them out with tojson)."""
+    function = call.get("function")
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise InvalidRequest("A tool call needs function.name.", param=f"{param}.function.name")
+    arguments: Any = function.get("arguments", "{}")
+    if isinstance(arguments, str):
+        with contextlib.suppress(ValueError):
+            arguments = json.loads(arguments)
+    return {
+        "id": call.get("id", ""),
+        "type": "function",
+        "function": {"name": function["name"], "arguments": arguments},
+    }
 
 
 async def load_images(state: GatewayState, model: ModelInfo, images: list[ImageReference]) -> list[bytes] | None:
@@ -96,10 +124,6 @@ def check_chat(body: ChatCompletionRequest) -> None:
     check_common(body)
     if body.top_logprobs is not None and not body.logprobs:
         raise InvalidRequest("top_logprobs needs logprobs set to true.", param="top_logprobs")
-    if body.tools:
-        raise unsupported("tools", "Tool calling")
-    if body.tool_choice not in (None, "none", "auto"):
-        raise unsupported("tool_choice", "tool_choice without tools")
 
 
 # Arguments the gateway itself passes to apply_chat_template.
@@ -126,17 +150,23 @@ class ChatStreamFormatter:
     def opening(self, index: int) -> bytes:
         return self._framer.frame(ChatChunkChoice(index, ChatDelta(role="assistant", content="")))
 
-    def chunk(
-        self,
-        index: int,
-        text: str,
-        finish_reason: str | None,
-        usage: Usage | None = None,
-        logprobs: list[TokenLogprob] | None = None,
-        offset: int = 0,
-    ) -> bytes:
-        delta = ChatDelta(content=text) if text else ChatDelta()
-        choice = ChatChunkChoice(index, delta, finish_reason, chat_logprobs(logprobs) if logprobs else None)
+    def chunk(self, index: int, delta: Delta, usage: Usage | None = None, offset: int = 0) -> bytes:
+        logprobs = chat_logprobs(delta.logprobs) if delta.logprobs else None
+        # A call goes out as two chunks: id, type and name first, then its arguments.
+        frames = [
+            self._frame(ChatChunkChoice(index, ChatDelta(tool_calls=[part])))
+            for call in delta.tool_calls or ()
+            for part in (
+                ToolCallDelta(call.index, call.id, "function", FunctionCallDelta(call.name, "")),
+                ToolCallDelta(call.index, function=FunctionCallDelta(arguments=call.arguments)),
+            )
+        ]
+        if delta.text or delta.finish_reason is not None or logprobs is not None:
+            content = ChatDelta(content=delta.text) if delta.text else ChatDelta()
+            frames.append(self._frame(ChatChunkChoice(index, content, delta.finish_reason, logprobs), usage))
+        return b"".join(frames)
+
+    def _frame(self, choice: ChatChunkChoice, usage: Usage | None = None) -> bytes:
         if usage is not None:
             return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
         return self._framer.frame(choice)
@@ -153,6 +183,11 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     template_options = chat_template_options(body.chat_template_kwargs)
     structured = StructuredOutput(body.response_format)
     model = await state.registry.resolve(body.model)
+    tools = plan_tools(
+        body, per_model(state.settings.tool_call_parser, model.name), state.settings.max_tool_call_parse_bytes
+    )
+    if tools.template_tools is not None:
+        template_options["tools"] = tools.template_tools
     image_data = await load_images(state, model, images)
     prompt = state.tokenizers.render_chat(model.name, messages, **template_options)
     tokenizer = state.tokenizers.tools(model.name)
@@ -164,7 +199,7 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
         request_id=request_id,
         prompt=prompt,
         max_tokens=max_tokens,
-        guided=structured.guided,
+        guided=tools.guided or structured.guided,
         vocab_size=tokenizer.vocab_size() if tokenizer else None,
     )
     if body.logprobs:
@@ -175,10 +210,13 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
 
     if body.stream:
         options = body.stream_options
+        deltas = state.engine.stream_many(model, requests, tokenizer)
+        if tools.fmt is not None:
+            deltas = with_tool_calls(deltas, tools, len(choices))
         return await serve_stream(
             request,
             choices,
-            state.engine.stream_many(model, requests, tokenizer),
+            deltas,
             ChatStreamFormatter(request_id, created, body.model),
             tokenizer=tokenizer,
             include_usage=options is not None and options.include_usage,
@@ -194,15 +232,23 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
         id=request_id,
         created=created,
         model=body.model,
-        choices=[
-            ChatChoice(
-                choice.index,
-                AssistantMessage(content=result.text),
-                result.finish_reason,
-                chat_logprobs(result.logprobs) if result.logprobs is not None else None,
-            )
-            for choice, result in zip(choices, results, strict=True)
-        ],
+        choices=[_chat_choice(choice.index, result, tools) for choice, result in zip(choices, results, strict=True)],
         usage=total_usage(choices, tokenizer),
     )
     return web.Response(body=_ENCODER.encode(completion), content_type="application/json")
+
+
+def _chat_choice(index: int, result: Generation, tools: ToolPlan) -> ChatChoice:
+    content, calls, overflowed = apply_to_text(tools, result.text)
+    finish_reason = result.finish_reason
+    if overflowed:
+        finish_reason = "length"
+    elif calls and finish_reason == "stop":
+        finish_reason = "tool_calls"
+    message = AssistantMessage(
+        role="assistant",
+        content=content if content.strip() or not calls else None,
+        tool_calls=[ToolCallMessage(call.id, FunctionCall(call.name, call.arguments)) for call in calls] or None,
+    )
+    logprobs = chat_logprobs(result.logprobs) if result.logprobs is not None else None
+    return ChatChoice(index, message, finish_reason, logprobs)

@@ -8,7 +8,7 @@ import uuid
 import msgspec
 from aiohttp import web
 
-from gateway.backends.base import TokenizerTools, TokenLogprob
+from gateway.backends.base import Delta, TokenizerTools
 from gateway.engine import Generation
 from gateway.errors import BadGateway, InvalidRequest
 from gateway.http.body import decode_body
@@ -82,18 +82,10 @@ class CompletionStreamFormatter:
             return None
         return self._framer.frame(CompletionChoice(index, self._echoes[index], None))
 
-    def chunk(
-        self,
-        index: int,
-        text: str,
-        finish_reason: str | None,
-        usage: Usage | None = None,
-        logprobs: list[TokenLogprob] | None = None,
-        offset: int = 0,
-    ) -> bytes:
+    def chunk(self, index: int, delta: Delta, usage: Usage | None = None, offset: int = 0) -> bytes:
         echoed = len(self._echoes[index]) if self._echoes is not None else 0
-        tokens = completion_logprobs(logprobs, offset + echoed) if logprobs else None
-        choice = CompletionChoice(index, text, finish_reason, tokens)
+        tokens = completion_logprobs(delta.logprobs, offset + echoed) if delta.logprobs else None
+        choice = CompletionChoice(index, delta.text, delta.finish_reason, tokens)
         if usage is not None:
             return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
         return self._framer.frame(choice)

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from gateway.backends.base import Delta, TokenizerTools, TokenLogprob
+from gateway.backends.base import Delta, TokenizerTools
 from gateway.errors import APIError, BadGateway
 from gateway.http.choices import Choice, total_usage
 from gateway.sse import DONE, error_frame, open_event_stream
@@ -26,16 +26,9 @@ class StreamFormatter(Protocol):
         """The chunk that starts choice `index` (chat: the assistant role), if any."""
         ...
 
-    def chunk(
-        self,
-        index: int,
-        text: str,
-        finish_reason: str | None,
-        usage: Usage | None = None,
-        logprobs: list[TokenLogprob] | None = None,
-        offset: int = 0,
-    ) -> bytes:
-        """A chunk of choice `index`; `offset` is where `text` starts in the choice's text."""
+    def chunk(self, index: int, delta: Delta, usage: Usage | None = None, offset: int = 0) -> bytes:
+        """The frame(s) of choice `index` for `delta`; `offset` is where its text starts in
+        the choice's text."""
         ...
 
     def usage_chunk(self, usage: Usage | None) -> bytes: ...
@@ -85,9 +78,9 @@ async def serve_stream(
                 if delta.text:
                     choice.add(delta.text)
                 finish_reason = delta.finish_reason
-                if delta.text or finish_reason is not None or delta.logprobs:
+                if delta.text or finish_reason is not None or delta.logprobs or delta.tool_calls:
                     usage = total_usage(choices, tokenizer) if continuous_usage else None
-                    await write(formatter.chunk(index, delta.text, finish_reason, usage, delta.logprobs, offset))
+                    await write(formatter.chunk(index, delta, usage, offset))
                 if finish_reason is not None:
                     if check_output is not None:
                         check_output(choice.text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+from gateway.backends.base import Delta
 from gateway.http.chat import ChatStreamFormatter
 
 
@@ -24,10 +25,10 @@ def chunks_per_second(count: int = 200_000) -> dict[str, float]:
     """Frames per second for each encoder; both produce the same JSON."""
     request_id, created, model, text = "chatcmpl-0123456789abcdef", 1_700_000_000, "bench_vllm", "tok "
     formatter = ChatStreamFormatter(request_id, created, model)
-    assert json.loads(formatter.chunk(0, text, None)[6:]) == json.loads(_obvious(request_id, created, model, text)[6:])
+    assert json.loads(formatter.chunk(0, Delta(text))[6:]) == json.loads(_obvious(request_id, created, model, text)[6:])
     results = {}
     for name, encode in (
-        ("msgspec_framer", lambda: formatter.chunk(0, text, None)),
+        ("msgspec_framer", lambda: formatter.chunk(0, Delta(text))),
         ("json_dumps_dict", lambda: _obvious(request_id, created, model, text)),
     ):
         started = time.perf_counter()

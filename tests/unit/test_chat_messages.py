@@ -79,3 +79,39 @@ def test_template_errors_and_missing_tokenizer_are_400(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest) as caught:
         TokenizerStore([TOKENIZER], chat_template=template).render_chat("m", [{"role": "user", "content": "x"}])
     assert "roles must alternate" in caught.value.message
+
+
+def test_tools_reach_the_chat_template(tmp_path: Path) -> None:
+    template = tmp_path / "t.jinja"
+    template.write_text("{% for t in tools %}[{{ t.function.name }}]{% endfor %}{{ messages[-1]['content'] }}")
+    store = TokenizerStore([TOKENIZER], chat_template=template)
+    tools = [{"type": "function", "function": {"name": "a", "parameters": {}}}]
+    assert store.render_chat("m", [{"role": "user", "content": "hi"}], tools=tools) == "[a]hi"
+
+
+def test_required_admits_any_tool_and_named_only_its_own() -> None:
+    from gateway.http.tools import plan_tools
+    from schemas.requests import ChatCompletionRequest, FunctionDefinition, ToolDefinition
+
+    tools = [
+        ToolDefinition(FunctionDefinition("a", parameters={"type": "object"})),
+        ToolDefinition(FunctionDefinition("b")),
+    ]
+    body = ChatCompletionRequest(model="m", messages=[ChatMessage("user", "x")], tools=tools, tool_choice="required")
+    plan = plan_tools(body, None, 100)
+    assert plan.guided is not None and plan.guided.schema is not None
+    options = plan.guided.schema["items"]["anyOf"]
+    assert [option["properties"]["name"]["enum"] for option in options] == [["a"], ["b"]]
+    assert "maxItems" not in plan.guided.schema
+    single = plan_tools(
+        ChatCompletionRequest(
+            model="m",
+            messages=[ChatMessage("user", "x")],
+            tools=tools,
+            tool_choice="required",
+            parallel_tool_calls=False,
+        ),
+        None,
+        100,
+    )
+    assert single.guided is not None and single.guided.schema is not None and single.guided.schema["maxItems"] == 1

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+from gateway.backends.base import Delta
 from gateway.errors import BackendError
 from gateway.http.chat import ChatStreamFormatter
 from gateway.http.completions import CompletionStreamFormatter
@@ -36,8 +37,8 @@ def test_chat_formatter_opening_and_usage() -> None:
     assert parse(formatter.opening(2))["choices"][0]["index"] == 2
     usage = parse(formatter.usage_chunk(Usage(1, 2, 3)))
     assert usage["choices"] == [] and usage["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
-    assert "usage" not in parse(formatter.chunk(0, "x", None))
-    with_usage = parse(formatter.chunk(1, "x", None, Usage(1, 1, 2)))
+    assert "usage" not in parse(formatter.chunk(0, Delta("x")))
+    with_usage = parse(formatter.chunk(1, Delta("x"), Usage(1, 1, 2)))
     assert with_usage["usage"]["total_tokens"] == 2 and with_usage["choices"][0]["index"] == 1
 
 
@@ -51,7 +52,7 @@ def test_completion_formatter() -> None:
         "finish_reason": None,
         "logprobs": None,
     }
-    chunk = parse(formatter.chunk(0, "abc", "length"))
+    chunk = parse(formatter.chunk(0, Delta("abc", "length")))
     assert chunk["object"] == "text_completion"
     assert chunk["choices"] == [{"index": 0, "text": "abc", "finish_reason": "length", "logprobs": None}]
 

@@ -17,7 +17,8 @@ protocol with the same quirks, so the gateway cannot tell it apart on the wire:
 * a cancelled request is aborted at the next step with the error "Request was cancelled".
 
 Instead of a neural network it "generates" a reply that repeats the last user turn:
-"You said: <text>", one BPE token per step, followed by the end-of-sequence token. With
+"You said: <text>", one BPE token per step, followed by the end-of-sequence token (a turn
+starting with "/raw " is repeated verbatim, so tests can script the model's exact output). With
 `temperature > 0` the opening words are drawn at random (reproducibly with `seed`).
 Knobs for tests live under the `stand_in` key of `model.json`:
 `token_delay_ms` (pause before each token) and `tokens_per_response` (streaming batch size).

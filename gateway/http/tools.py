@@ -1,0 +1,151 @@
+"""Tool calling for chat completions: what `tools` and `tool_choice` ask of the template, the
+backend (guided decoding for `required` and a named tool) and the parsing of the output."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.backends.base import Delta, GuidedDecoding, ToolCall
+from gateway.chat.tools import FORMATS, REQUIRED_FORMAT, ToolCallOverflow, ToolCallParser, ToolFormat, named_format
+from gateway.errors import InvalidRequest
+from gateway.structured import check_schema
+from schemas.requests import ChatCompletionRequest, NamedToolChoice
+
+_ANY_OBJECT: dict[str, Any] = {"type": "object"}
+
+
+@dataclass(frozen=True)
+class ToolPlan:
+    """How one request uses tools. `fmt` is None when the output is not parsed for calls."""
+
+    template_tools: list[dict[str, Any]] | None = None
+    fmt: ToolFormat | None = None
+    guided: GuidedDecoding | None = None
+    max_calls: int | None = None
+    max_bytes: int = 131072
+
+    def parser(self) -> ToolCallParser | None:
+        return None if self.fmt is None else ToolCallParser(self.fmt, self.max_bytes, self.max_calls)
+
+
+def plan_tools(body: ChatCompletionRequest, parser_name: str | None, max_bytes: int) -> ToolPlan:
+    """Check `tools` and `tool_choice` and decide how the request is served."""
+    tools = body.tools or []
+    choice = body.tool_choice
+    if choice is not None and not tools and choice != "none":
+        raise InvalidRequest("tool_choice needs tools.", param="tool_choice")
+    if not tools:
+        return ToolPlan()
+    names = [tool.function.name for tool in tools]
+    if len(set(names)) != len(names):
+        raise InvalidRequest("Tool names must be unique.", param="tools")
+    schemas = {}
+    for index, tool in enumerate(tools):
+        parameters = tool.function.parameters or _ANY_OBJECT
+        check_schema(parameters, f"tools[{index}].function.parameters")
+        schemas[tool.function.name] = parameters
+    template_tools = [{"type": "function", "function": _function_dict(tool.function)} for tool in tools]
+    single = body.parallel_tool_calls is False
+    plan = ToolPlan(template_tools=template_tools, max_calls=1 if single else None, max_bytes=max_bytes)
+    if choice == "none":
+        return plan
+    if (choice == "required" or isinstance(choice, NamedToolChoice)) and body.response_format is not None:
+        raise InvalidRequest("response_format cannot be combined with a forced tool_choice.", param="response_format")
+    if choice == "required":
+        schema = _any_call_schema(schemas, single)
+        guided = GuidedDecoding("json_schema", schema, param="tool_choice")
+        return dataclasses.replace(plan, fmt=REQUIRED_FORMAT, guided=guided)
+    if isinstance(choice, NamedToolChoice):
+        name = choice.function.name
+        if name not in schemas:
+            raise InvalidRequest(f"tool_choice names '{name}', which is not among the tools.", param="tool_choice")
+        guided = GuidedDecoding("json_schema", schemas[name], param="tool_choice")
+        return dataclasses.replace(plan, fmt=named_format(name), guided=guided)
+    if parser_name is None:
+        raise InvalidRequest(
+            "tool_choice 'auto' needs a tool-call parser for this model; start the gateway with "
+            "--tool-call-parser (llama3, mistral or hermes), or use tool_choice 'required' or a named tool.",
+            param="tool_choice",
+        )
+    return dataclasses.replace(plan, fmt=FORMATS[parser_name])
+
+
+def _function_dict(function: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": function.name, "parameters": function.parameters or _ANY_OBJECT}
+    if function.description is not None:
+        entry["description"] = function.description
+    return entry
+
+
+def _any_call_schema(schemas: dict[str, dict[str, Any]], single: bool) -> dict[str, Any]:
+    """JSON the model must write for `required`: calls of any of the tools (never just the first)."""
+    call = {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {"name": {"type": "string", "enum": [name]}, "parameters": parameters},
+                "required": ["name", "parameters"],
+            }
+            for name, parameters in schemas.items()
+        ]
+    }
+    schema: dict[str, Any] = {"type": "array", "items": call, "minItems": 1}
+    if single:
+        schema["maxItems"] = 1
+    return schema
+
+
+def apply_to_text(plan: ToolPlan, text: str) -> tuple[str, list[ToolCall], bool]:
+    """Parse a whole output: (content, calls, overflowed)."""
+    parser = plan.parser()
+    if parser is None:
+        return text, [], False
+    try:
+        first = parser.feed(text)
+        last = parser.finish()
+    except ToolCallOverflow:
+        return text, [], True
+    return first.content + last.content, first.calls + last.calls, False
+
+
+async def with_tool_calls(
+    deltas: AsyncGenerator[tuple[int, Delta], None], plan: ToolPlan, choices: int
+) -> AsyncGenerator[tuple[int, Delta], None]:
+    """Turn each choice's text into content and tool calls as it streams. A choice whose call
+    outgrows the parse limit ends with finish_reason "length" (and a lone choice's request is
+    cancelled on Triton when this generator closes)."""
+    parsers = [plan.parser() for _ in range(choices)]
+    overflowed: set[int] = set()
+    async with contextlib.aclosing(deltas):
+        async for index, delta in deltas:
+            parser = parsers[index]
+            if parser is None:
+                yield index, delta
+                continue
+            if index in overflowed:
+                continue
+            try:
+                parsed = parser.feed(delta.text)
+                if delta.finish_reason is not None:
+                    last = parser.finish()
+                    parsed.content += last.content
+                    parsed.calls += last.calls
+            except ToolCallOverflow:
+                overflowed.add(index)
+                yield index, dataclasses.replace(delta, text="", finish_reason="length", tool_calls=None)
+                if len(overflowed) == choices:
+                    return
+                continue
+            finish_reason = delta.finish_reason
+            if finish_reason is not None and parser.calls and finish_reason == "stop":
+                finish_reason = "tool_calls"
+            yield (
+                index,
+                dataclasses.replace(
+                    delta, text=parsed.content, finish_reason=finish_reason, tool_calls=parsed.calls or None
+                ),
+            )
