@@ -56,7 +56,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     log.info("tritonserver ready: gRPC %s, HTTP %s (log: %s)", triton.grpc_url, triton.http_url, triton.log_path)
     settings = Settings(
-        triton_url=triton.grpc_url, host=args.host, openai_port=args.openai_port, tokenizer=(args.tokenizer,)
+        triton_url=triton.grpc_url,
+        host=args.host,
+        openai_port=args.openai_port,
+        tokenizer=(args.tokenizer,),
+        tool_call_parser=("hermes",),
     )
 
     def announce(app: web.Application) -> None:

@@ -99,7 +99,7 @@ def test_readme_curl_examples_work_as_written(demo: Demo, snippet: str) -> None:
 
 
 def test_readme_python_example_works_as_written(demo: Demo) -> None:
-    [snippet] = readme_blocks("python")
+    snippet = readme_blocks("python")[0]
     result = subprocess.run(
         [sys.executable, "-c", demo.localize(snippet)], capture_output=True, text=True, timeout=60, check=False
     )
@@ -108,6 +108,18 @@ def test_readme_python_example_works_as_written(demo: Demo) -> None:
     first, streamed = result.stdout.splitlines()[:2]
     assert ": Hello! CompletionUsage(" in first
     assert streamed.endswith(": Stream this, please.")
+
+
+def test_readme_tool_calling_example_works_as_written(demo: Demo) -> None:
+    [snippet] = [block for block in readme_blocks("python") if "tool_choice" in block]
+    result = subprocess.run(
+        [sys.executable, "-c", demo.localize(snippet)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    auto, required, named, none = result.stdout.splitlines()
+    assert auto.startswith("stop ") and none.startswith("stop ")
+    assert required.startswith("tool_calls [") and named.startswith("tool_calls [")
+    assert "get_weather" in required and "get_weather" in named
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
