@@ -14,9 +14,11 @@ from gateway.chat.template import TokenizerStore
 from gateway.engine import Engine
 from gateway.errors import APIError
 from gateway.http import chat, completions, embeddings, health, models
+from gateway.http import metrics as metrics_endpoint
 from gateway.http.images import ImageLoader
-from gateway.http.middleware import error_middleware
+from gateway.http.middleware import STREAM_HEADERS, access, cors, errors, limits, request_context, stream_headers
 from gateway.http.state import STATE, GatewayState
+from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.triton.client import TritonClient
 from gateway.triton.registry import ModelRegistry
@@ -25,8 +27,19 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.http_max_input_size, middlewares=[error_middleware])
-    app.cleanup_ctx.append(_lifecycle(settings))
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=settings.http_max_input_size,
+        middlewares=[
+            request_context(metrics),
+            cors(settings),
+            errors(metrics),
+            access(settings),
+            limits(settings, metrics),
+        ],
+    )
+    app[STREAM_HEADERS] = stream_headers(settings)
+    app.cleanup_ctx.append(_lifecycle(settings, metrics))
     app.router.add_post("/v1/chat/completions", chat.create_chat_completion)
     app.router.add_post("/v1/completions", completions.create_completion)
     app.router.add_post("/v1/embeddings", embeddings.create_embeddings)
@@ -34,10 +47,11 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/models/{model}", models.retrieve_model)
     app.router.add_get("/health/live", health.live)
     app.router.add_get("/health/ready", health.ready)
+    app.router.add_get("/metrics", metrics_endpoint.metrics)
     return app
 
 
-def _lifecycle(settings: Settings):  # type: ignore[no-untyped-def]
+def _lifecycle(settings: Settings, metrics: Metrics):  # type: ignore[no-untyped-def]
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         tokenizers = TokenizerStore(settings.tokenizer, settings.chat_template)
         await tokenizers.preload()
@@ -58,7 +72,7 @@ def _lifecycle(settings: Settings):  # type: ignore[no-untyped-def]
             max_bytes=settings.remote_image_max_bytes,
             timeout=settings.remote_image_timeout,
         )
-        app[STATE] = GatewayState(settings, client, registry, engine, tokenizers, images)
+        app[STATE] = GatewayState(settings, client, registry, engine, tokenizers, images, metrics)
         refresher = asyncio.create_task(registry.run(), name="model-registry-refresh")
         try:
             yield
@@ -89,6 +103,9 @@ def run(settings: Settings, announce: Callable[[web.Application], None] | None =
         access_log=log if log.isEnabledFor(logging.DEBUG) else None,
         print=started,
         loop=new_event_loop(),
+        # On SIGTERM: stop accepting, give in-flight requests this long, then cancel them
+        # (which cancels their Triton requests).
+        shutdown_timeout=settings.shutdown_timeout,
     )
 
 

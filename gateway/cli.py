@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gateway.backends.base import STRUCTURED_OUTPUTS_KEYS
+from gateway.logs import configure_logging
 from gateway.settings import Settings
 from gateway.triton.flavours import BackendFamily
 
@@ -126,6 +125,52 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
     )
     flag(
+        "--api-key",
+        "a key clients must send as 'Authorization: Bearer KEY' on /v1 routes (repeatable; env: comma-separated)",
+        action="append",
+        metavar="KEY",
+    )
+    flag(
+        "--openai-restricted-api",
+        "require header HEADER=VALUE on the API groups APIS (comma-separated: inference, model-repository, "
+        "metrics, health); repeatable (env: 'APIS HEADER VALUE' entries separated by ';')",
+        nargs=3,
+        action="append",
+        metavar=("APIS", "HEADER", "VALUE"),
+    )
+    flag("--cors-allowed-origins", "origins browsers may call from ('*' for any; comma-separated)", metavar="ORIGINS")
+    flag("--cors-allowed-methods", "methods allowed cross-origin (comma-separated)", default="GET,POST,OPTIONS")
+    flag(
+        "--cors-allowed-headers",
+        "request headers allowed cross-origin (comma-separated)",
+        default="Authorization,Content-Type,X-Request-Id",
+    )
+    flag(
+        "--max-concurrent-requests",
+        "inference requests in flight at most; past it, 429 with Retry-After",
+        type=_positive_int,
+        metavar="N",
+    )
+    flag(
+        "--request-timeout",
+        "seconds a request may take before it is cancelled on Triton (504)",
+        type=float,
+        metavar="SECONDS",
+    )
+    flag(
+        "--shutdown-timeout",
+        "seconds in-flight requests get to finish after SIGTERM before they are cancelled",
+        type=float,
+        default=defaults.shutdown_timeout,
+        metavar="SECONDS",
+    )
+    flag(
+        "--triton-metrics-url",
+        "Triton's Prometheus endpoint, merged into /metrics (e.g. http://triton:8002/metrics)",
+        metavar="URL",
+    )
+    flag("--log-format", "log line format", choices=["text", "json"], default=defaults.log_format)
+    flag(
         "--log-level",
         "logging level",
         default=defaults.log_level,
@@ -143,7 +188,9 @@ def _environment_defaults(parser: argparse.ArgumentParser, environ: dict[str, st
         value = environ.get(env_name(action.option_strings[0]))
         if value is None:
             continue
-        if isinstance(action, argparse._AppendAction):
+        if isinstance(action, argparse._AppendAction) and action.nargs == 3:
+            action.default = [entry.split() for entry in value.split(";") if entry.strip()]
+        elif isinstance(action, argparse._AppendAction):
             action.default = [part.strip() for part in value.split(",") if part.strip()]
         elif isinstance(action, argparse._StoreTrueAction):
             action.default = value.strip().lower() in ("1", "true", "yes", "on")
@@ -174,7 +221,37 @@ def parse_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | 
         remote_image_max_bytes=args.remote_image_max_bytes,
         remote_image_timeout=args.remote_image_timeout,
         log_level=args.log_level,
+        log_format=args.log_format,
+        api_keys=tuple(args.api_key or ()),
+        restricted_apis=_restricted_apis(parser, args.openai_restricted_api or ()),
+        cors_allowed_origins=_csv(args.cors_allowed_origins),
+        cors_allowed_methods=_csv(args.cors_allowed_methods),
+        cors_allowed_headers=_csv(args.cors_allowed_headers),
+        max_concurrent_requests=args.max_concurrent_requests,
+        request_timeout=args.request_timeout,
+        shutdown_timeout=args.shutdown_timeout,
+        triton_metrics_url=args.triton_metrics_url,
     )
+
+
+API_GROUPS = ("inference", "model-repository", "metrics", "health")
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _restricted_apis(
+    parser: argparse.ArgumentParser, entries: Sequence[Sequence[str]]
+) -> tuple[tuple[tuple[str, ...], str, str], ...]:
+    restrictions = []
+    for apis, header, value in entries:
+        groups = _csv(apis)
+        unknown = [group for group in groups if group not in API_GROUPS]
+        if unknown or not groups:
+            parser.error(f"--openai-restricted-api {apis}: API groups are {', '.join(API_GROUPS)}")
+        restrictions.append((groups, header, value))
+    return tuple(restrictions)
 
 
 def _tool_call_parsers(parser: argparse.ArgumentParser, specs: Sequence[str]) -> tuple[str, ...]:
@@ -193,18 +270,9 @@ def _structured_outputs_keys(parser: argparse.ArgumentParser, specs: Sequence[st
     return tuple(specs)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, logging.getLevelName(level)))
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     settings = parse_settings(argv)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     from gateway.app import run
 
     run(settings)

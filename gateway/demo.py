@@ -16,9 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway.app import run
-from gateway.cli import configure_logging
 from gateway.http.state import STATE
 from gateway.localtriton import LocalTriton, TritonStartError, die_with_parent
+from gateway.logs import configure_logging
 from gateway.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"

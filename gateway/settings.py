@@ -27,6 +27,16 @@ class Settings:
     remote_image_max_bytes: int = 10 * 1024 * 1024
     remote_image_timeout: float = 10.0
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json"
+    api_keys: tuple[str, ...] = ()
+    restricted_apis: tuple[tuple[tuple[str, ...], str, str], ...] = ()  # (groups, header, value)
+    cors_allowed_origins: tuple[str, ...] = ()
+    cors_allowed_methods: tuple[str, ...] = ("GET", "POST", "OPTIONS")
+    cors_allowed_headers: tuple[str, ...] = ("Authorization", "Content-Type", "X-Request-Id")
+    max_concurrent_requests: int | None = None
+    request_timeout: float | None = None
+    shutdown_timeout: float = 30.0
+    triton_metrics_url: str | None = None
 
 
 def per_model(specs: Sequence[str], model: str) -> str | None:

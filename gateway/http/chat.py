@@ -19,9 +19,10 @@ from gateway.errors import InvalidRequest
 from gateway.http.body import decode_body
 from gateway.http.choices import plan_choices, total_usage
 from gateway.http.logprobs import chat_logprobs
+from gateway.http.middleware import MODEL_NAME, REQUEST_ID, within_deadline
 from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import GatewayState, state_of
-from gateway.http.streaming import serve_stream
+from gateway.http.streaming import record_usage, serve_stream
 from gateway.http.tools import ToolPlan, apply_to_text, plan_tools, with_tool_calls
 from gateway.settings import per_model
 from gateway.sse import ChunkFramer, frame
@@ -183,6 +184,7 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     template_options = chat_template_options(body.chat_template_kwargs)
     structured = StructuredOutput(body.response_format)
     model = await state.registry.resolve(body.model)
+    request[MODEL_NAME] = model.name
     tools = plan_tools(
         body, per_model(state.settings.tool_call_parser, model.name), state.settings.max_tool_call_parse_bytes
     )
@@ -196,7 +198,7 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     max_tokens = body.max_completion_tokens or body.max_tokens or state.settings.default_max_tokens
     generation = generation_request(
         body,
-        request_id=request_id,
+        request_id=request[REQUEST_ID],  # Triton's request id is the X-Request-Id
         prompt=prompt,
         max_tokens=max_tokens,
         guided=tools.guided or structured.guided,
@@ -224,16 +226,19 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
             check_output=structured.check_output if structured.checks_output else None,
         )
 
-    results = await state.engine.generate_many(model, requests, tokenizer)
+    async with within_deadline(request):
+        results = await state.engine.generate_many(model, requests, tokenizer)
     for choice, result in zip(choices, results, strict=True):
         structured.check_output(result.text)
         choice.record(result)
+    usage = total_usage(choices, tokenizer)
+    record_usage(state.metrics, model.name, usage)
     completion = ChatCompletion(
         id=request_id,
         created=created,
         model=body.model,
         choices=[_chat_choice(choice.index, result, tools) for choice, result in zip(choices, results, strict=True)],
-        usage=total_usage(choices, tokenizer),
+        usage=usage,
     )
     return web.Response(body=_ENCODER.encode(completion), content_type="application/json")
 

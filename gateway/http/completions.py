@@ -14,9 +14,10 @@ from gateway.errors import BadGateway, InvalidRequest
 from gateway.http.body import decode_body
 from gateway.http.choices import Choice, plan_choices, total_usage
 from gateway.http.logprobs import completion_logprobs
+from gateway.http.middleware import MODEL_NAME, REQUEST_ID, within_deadline
 from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import state_of
-from gateway.http.streaming import serve_stream
+from gateway.http.streaming import record_usage, serve_stream
 from gateway.sse import ChunkFramer, frame
 from gateway.structured import StructuredOutput
 from schemas.requests import CompletionRequest
@@ -100,6 +101,7 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     check_completion(body)
     structured = StructuredOutput(body.response_format)
     model = await state.registry.resolve(body.model)
+    request[MODEL_NAME] = model.name
     tokenizer = state.tokenizers.tools(model.name)
     prompts = prompt_texts(body, tokenizer)
     request_id = f"cmpl-{uuid.uuid4().hex}"
@@ -107,7 +109,7 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     max_tokens = body.max_tokens or state.settings.default_max_tokens
     generation = generation_request(
         body,
-        request_id=request_id,
+        request_id=request[REQUEST_ID],  # Triton's request id is the X-Request-Id
         prompt=prompts[0],
         max_tokens=max_tokens,
         guided=structured.guided,
@@ -133,18 +135,21 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
             check_output=structured.check_output if structured.checks_output else None,
         )
 
-    results = await state.engine.generate_many(model, requests, tokenizer)
+    async with within_deadline(request):
+        results = await state.engine.generate_many(model, requests, tokenizer)
     for choice, result in zip(choices, results, strict=True):
         structured.check_output(result.text)
         choice.record(result)
     candidates = list(zip(choices, results, strict=True))
     shown = best_candidates(candidates, body.n) if best_of > body.n else candidates
+    usage = total_usage(choices, tokenizer)  # every best_of candidate was generated, so each one counts
+    record_usage(state.metrics, model.name, usage)
     completion = Completion(
         id=request_id,
         created=created,
         model=body.model,
         choices=[_completion_choice(index, choice, result, body.echo) for index, (choice, result) in enumerate(shown)],
-        usage=total_usage(choices, tokenizer),  # every candidate was generated, so every one counts
+        usage=usage,  # every candidate was generated, so every one counts
     )
     return web.Response(body=_ENCODER.encode(completion), content_type="application/json")
 

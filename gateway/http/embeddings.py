@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
-import uuid
 
 import msgspec
 from aiohttp import web
@@ -13,6 +12,7 @@ from aiohttp import web
 from gateway.backends.base import TokenizerTools
 from gateway.errors import InvalidRequest
 from gateway.http.body import decode_body
+from gateway.http.middleware import MODEL_NAME, REQUEST_ID, within_deadline
 from gateway.http.state import state_of
 from schemas.requests import EmbeddingRequest
 from schemas.responses import Embedding, EmbeddingList, EmbeddingUsage
@@ -61,8 +61,9 @@ async def create_embeddings(request: web.Request) -> web.Response:
     body = await decode_body(request, _DECODER)
     items = embedding_inputs(body)
     model = await state.registry.resolve(body.model)
+    request[MODEL_NAME] = model.name
     tokenizer = state.tokenizers.tools(model.name)
-    request_id = f"embd-{uuid.uuid4().hex}"
+    request_id = request[REQUEST_ID]
     limit = asyncio.Semaphore(PARALLEL_REQUESTS)
 
     async def embed(index: int, item: str | list[int]) -> tuple[list[float], int | None]:
@@ -70,7 +71,7 @@ async def create_embeddings(request: web.Request) -> web.Response:
             return await state.engine.embed(model, f"{request_id}-{index}", item, body.dimensions)
 
     try:
-        async with asyncio.TaskGroup() as group:
+        async with within_deadline(request), asyncio.TaskGroup() as group:
             tasks = [group.create_task(embed(index, item)) for index, item in enumerate(items)]
     except ExceptionGroup as failures:
         raise failures.exceptions[0] from None

@@ -1,15 +1,61 @@
-"""Every failure leaves the gateway as an OpenAI error envelope, never as a traceback."""
+"""Middleware, outermost first: request ids and metrics, CORS, OpenAI error envelopes, access
+control, and capacity limits. Every failure leaves as an OpenAI error envelope."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
 import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from gateway.errors import APIError, MethodNotAllowed, NotFound, PayloadTooLarge
+from gateway.logs import request_id_var
+from gateway.metrics import Metrics
+from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+DEADLINE = web.RequestKey("deadline", float)  # loop time by which the request must be done
+_REQUEST_ID_FORM = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+INFERENCE_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+
+
+def api_group(path: str) -> str | None:
+    """The reference frontend's API groups, for --openai-restricted-api."""
+    if path in INFERENCE_PATHS:
+        return "inference"
+    if path.startswith("/v1/models"):
+        return "model-repository"
+    if path == "/metrics":
+        return "metrics"
+    if path.startswith("/health"):
+        return "health"
+    return None
+
+
+class Unauthorized(APIError):
+    status = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class TooManyRequests(APIError):
+    status = 429
+    error_type = "rate_limit_error"
+    default_code = "too_many_requests"
+
+
+class GatewayTimeout(APIError):
+    status = 504
+    default_code = "timeout"
 
 
 def error_response(error: APIError) -> web.Response:
@@ -30,20 +76,187 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> APIErr
     return error
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except APIError as error:
-        if error.status >= 500:
-            log.warning("%s %s failed: %s", request.method, request.path, error.message)
-        return error_response(error)
-    except web.HTTPException as exc:
-        if exc.status < 400:
+def request_context(metrics: Metrics) -> Middleware:
+    """Accept (or make) an X-Request-Id, return it, tag log lines with it, count the request."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        offered = request.headers.get("X-Request-Id", "")
+        request_id = offered if _REQUEST_ID_FORM.match(offered) else uuid.uuid4().hex
+        request[REQUEST_ID] = request_id
+        token = request_id_var.set(request_id)
+        started = request[STARTED] = time.perf_counter()
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        metrics.in_flight.inc()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            if not response.prepared:
+                response.headers["X-Request-Id"] = request_id
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
             raise
-        return error_response(_from_http_exception(exc, request))
-    except ConnectionResetError:
-        raise  # the client is gone; nobody to answer
-    except Exception:
-        log.exception("Unhandled error on %s %s", request.method, request.path)
-        return error_response(APIError("The gateway failed to handle this request.", code="internal_error"))
+        finally:
+            metrics.in_flight.dec()
+            metrics.e2e.labels(route).observe(time.perf_counter() - started)
+            model = request.get(MODEL_NAME, "")
+            metrics.requests.labels(route, model, str(status)).inc()
+            request_id_var.reset(token)
+
+    return middleware
+
+
+MODEL_NAME = web.RequestKey("model_name", str)  # set once the model is known, for metric labels
+STARTED = web.RequestKey("started", float)  # perf_counter() when the request arrived
+
+
+def cors(settings: Settings) -> Middleware:
+    """Cross-origin access for the origins the flags name, and nothing else."""
+    origins = set(settings.cors_allowed_origins)
+    methods = ", ".join(settings.cors_allowed_methods)
+    headers = ", ".join(settings.cors_allowed_headers)
+
+    def allowed(origin: str | None) -> str | None:
+        if origin is None or not origins:
+            return None
+        return origin if origin in origins or "*" in origins else None
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = allowed(request.headers.get("Origin"))
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            if origin is None:
+                return web.Response(status=403)
+            return web.Response(
+                status=204,
+                headers={
+                    "Access-Control-Allow-Origin": origin,
+                    "Access-Control-Allow-Methods": methods,
+                    "Access-Control-Allow-Headers": headers,
+                    "Access-Control-Max-Age": "600",
+                    "Vary": "Origin",
+                },
+            )
+        response = await handler(request)
+        if origin is not None and not response.prepared:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Expose-Headers"] = "X-Request-Id"
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return middleware
+
+
+StreamHeaders = Callable[[web.Request, web.StreamResponse], None]
+STREAM_HEADERS: web.AppKey[StreamHeaders] = web.AppKey("stream_headers")
+
+
+def stream_headers(settings: Settings) -> StreamHeaders:
+    """Streamed responses are prepared inside the handler, before the middleware sees them:
+    this gives them their X-Request-Id and CORS headers then."""
+    origins = set(settings.cors_allowed_origins)
+
+    def apply(request: web.Request, response: web.StreamResponse) -> None:
+        origin = request.headers.get("Origin")
+        if origin is not None and origins and (origin in origins or "*" in origins):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Expose-Headers"] = "X-Request-Id"
+            response.headers["Vary"] = "Origin"
+        response.headers["X-Request-Id"] = request[REQUEST_ID]
+
+    return apply
+
+
+def errors(metrics: Metrics) -> Middleware:
+    """Every failure below becomes an OpenAI error envelope; server-side ones are counted."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except APIError as error:
+            if error.status >= 500:
+                log.warning("%s %s failed: %s", request.method, request.path, error.message)
+                metrics.triton_errors.labels(error.code or "server_error").inc()
+            return error_response(error)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error_response(_from_http_exception(exc, request))
+        except ConnectionResetError:
+            raise  # the client is gone; nobody to answer
+        except Exception:
+            log.exception("Unhandled error on %s %s", request.method, request.path)
+            return error_response(APIError("The gateway failed to handle this request.", code="internal_error"))
+
+    return middleware
+
+
+def access(settings: Settings) -> Middleware:
+    """API keys on /v1 routes (compared in constant time) and the restricted API groups."""
+    keys = [key.encode() for key in settings.api_keys]
+    restrictions = settings.restricted_apis
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if keys and path.startswith("/v1/"):
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            offered = token.strip().encode()
+            # Compare with every key so the time taken does not tell which one came close.
+            matched = [hmac.compare_digest(offered, key) for key in keys]
+            if scheme.lower() != "bearer" or not any(matched):
+                raise Unauthorized("Missing or invalid API key; send 'Authorization: Bearer <key>'.")
+        group = api_group(path)
+        for groups, header, value in restrictions:
+            if group in groups and not hmac.compare_digest(request.headers.get(header, "").encode(), value.encode()):
+                raise Unauthorized(f"This API ({group}) requires the {header} header.", code="restricted_api")
+        return await handler(request)
+
+    return middleware
+
+
+def limits(settings: Settings, metrics: Metrics) -> Middleware:
+    """At most --max-concurrent-requests inference requests at once (429 past it, rather than
+    an unbounded queue), each with a deadline of --request-timeout."""
+    capacity = settings.max_concurrent_requests
+    timeout = settings.request_timeout
+    in_flight = 0
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal in_flight
+        if request.path not in INFERENCE_PATHS:
+            return await handler(request)
+        if capacity is not None and in_flight >= capacity:
+            metrics.rejected.inc()
+            error = TooManyRequests(f"The gateway is at its limit of {capacity} requests in flight; retry shortly.")
+            response = error_response(error)
+            response.headers["Retry-After"] = "1"
+            return response
+        if timeout is not None:
+            request[DEADLINE] = asyncio.get_running_loop().time() + timeout
+        in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight -= 1
+
+    return middleware
+
+
+@contextlib.asynccontextmanager
+async def within_deadline(request: web.Request) -> AsyncIterator[None]:
+    """Run the block before the request's deadline; past it, 504 (and whatever Triton
+    request the block had open is cancelled on the way out)."""
+    deadline = request.get(DEADLINE)
+    if deadline is None:
+        yield
+        return
+    try:
+        async with asyncio.timeout_at(deadline):
+            yield
+    except TimeoutError:
+        raise GatewayTimeout("The request took longer than the gateway's request timeout.") from None

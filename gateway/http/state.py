@@ -9,6 +9,7 @@ from aiohttp import web
 from gateway.chat.template import TokenizerStore
 from gateway.engine import Engine
 from gateway.http.images import ImageLoader
+from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.triton.client import TritonClient
 from gateway.triton.registry import ModelRegistry
@@ -22,6 +23,7 @@ class GatewayState:
     engine: Engine
     tokenizers: TokenizerStore
     images: ImageLoader
+    metrics: Metrics
 
 
 STATE = web.AppKey("state", GatewayState)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
@@ -13,6 +14,9 @@ from aiohttp import web
 from gateway.backends.base import Delta, TokenizerTools
 from gateway.errors import APIError, BadGateway
 from gateway.http.choices import Choice, total_usage
+from gateway.http.middleware import DEADLINE, MODEL_NAME, STARTED, GatewayTimeout
+from gateway.http.state import state_of
+from gateway.metrics import Metrics
 from gateway.sse import DONE, error_frame, open_event_stream
 from schemas.responses import Usage
 
@@ -34,11 +38,22 @@ class StreamFormatter(Protocol):
     def usage_chunk(self, usage: Usage | None) -> bytes: ...
 
 
-async def _next_delta(deltas: AsyncGenerator[tuple[int, Delta], None]) -> tuple[int, Delta]:
+async def _next_delta(deltas: AsyncGenerator[tuple[int, Delta], None], deadline: float | None) -> tuple[int, Delta]:
     try:
-        return await anext(deltas)
+        if deadline is None:
+            return await anext(deltas)
+        async with asyncio.timeout_at(deadline):
+            return await anext(deltas)
     except StopAsyncIteration:
         raise BadGateway("The model's stream ended without a final response.") from None
+    except TimeoutError:
+        raise GatewayTimeout("The request took longer than the gateway's request timeout.") from None
+
+
+def record_usage(metrics: Metrics, model: str, usage: Usage | None) -> None:
+    if usage is not None:
+        metrics.prompt_tokens.labels(model).inc(usage.prompt_tokens)
+        metrics.completion_tokens.labels(model).inc(usage.completion_tokens)
 
 
 async def serve_stream(
@@ -59,8 +74,13 @@ async def serve_stream(
     early (client gone) closes `deltas`, which cancels every choice's request on Triton.
     `continuous_usage` puts the usage so far on every chunk; `check_output` judges each
     choice's whole text when it ends (strict structured outputs)."""
+    deadline = request.get(DEADLINE)
+    metrics = state_of(request).metrics
+    model = request.get(MODEL_NAME, "")
     async with contextlib.aclosing(deltas):
-        index, delta = await _next_delta(deltas)
+        index, delta = await _next_delta(deltas, deadline)
+        last_chunk = time.perf_counter()
+        metrics.ttft.labels(model).observe(last_chunk - request.get(STARTED, last_chunk))
         response = await open_event_stream(request)
         write = response.write
         started: set[int] = set()
@@ -87,9 +107,14 @@ async def serve_stream(
                     unfinished -= 1
                     if not unfinished:
                         break
-                index, delta = await _next_delta(deltas)
+                index, delta = await _next_delta(deltas, deadline)
+                now = time.perf_counter()
+                metrics.itl.labels(model).observe(now - last_chunk)
+                last_chunk = now
+            usage = total_usage(choices, tokenizer)
+            record_usage(metrics, model, usage)
             if include_usage:
-                await write(formatter.usage_chunk(total_usage(choices, tokenizer)))
+                await write(formatter.usage_chunk(usage))
         except APIError as error:
             log.warning("stream of %s failed midway: %s", request.path, error.message)
             await write(error_frame(error))

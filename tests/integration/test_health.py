@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 
 import aiohttp
 
@@ -30,10 +31,13 @@ LONG = [{"role": "user", "content": "please keep talking " * 20}]
 
 async def test_disconnected_streaming_client_cancels_its_triton_request(gateway_process, triton) -> None:
     body = {"model": "vllm_slow", "messages": LONG, "stream": True, "max_tokens": 200}
+    request_id = f"cancel-{uuid.uuid4().hex}"  # the client's X-Request-Id is Triton's request id
     async with aiohttp.ClientSession() as session:
-        response = await session.post(f"{gateway_process}/v1/chat/completions", json=body)
-        first = await response.content.readline()
-        request_id = re.search(rb'"id":"(chatcmpl-[0-9a-f]+)"', first).group(1).decode()
+        response = await session.post(
+            f"{gateway_process}/v1/chat/completions", json=body, headers={"X-Request-Id": request_id}
+        )
+        assert response.headers["X-Request-Id"] == request_id
+        await response.content.readline()
         response.close()  # the client goes away mid-stream
     assert await _wait_for_log(triton, rf"Cancelling the request {request_id}\b")
 

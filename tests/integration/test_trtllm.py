@@ -147,16 +147,17 @@ async def test_disconnect_cancels_a_bls_request(gateway_process, triton) -> None
     # (Triton 2.51's ensemble scheduler does not pass a cancellation on to its steps; the
     # gateway cancels the call either way, and the BLS sees it.)
     import asyncio
-    import re
     import time
 
     import aiohttp
 
     body = {"model": "tensorrt_llm_bls", "messages": user("keep going " * 30), "stream": True, "max_tokens": 200}
+    request_id = f"bls-cancel-{time.monotonic_ns()}"
     async with aiohttp.ClientSession() as session:
-        response = await session.post(f"{gateway_process}/v1/chat/completions", json=body)
-        first = await response.content.readline()
-        request_id = re.search(rb'"id":"(chatcmpl-[0-9a-f]+)"', first).group(1).decode()
+        response = await session.post(
+            f"{gateway_process}/v1/chat/completions", json=body, headers={"X-Request-Id": request_id}
+        )
+        await response.content.readline()
         response.close()
     deadline = time.monotonic() + 15
     while f"[bls] Cancelling the request {request_id}" not in triton.read_log() and time.monotonic() < deadline:
