@@ -88,29 +88,29 @@ def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, ti
     return process.returncode
 
 
+def gateway_command(triton_url: str, port: int, *flags: str) -> list[str]:
+    """`python -m gateway` on loopback with the demo tokenizer, plus `flags`."""
+    return [
+        sys.executable,
+        "-m",
+        "gateway",
+        f"--triton-url={triton_url}",
+        "--host=127.0.0.1",
+        f"--openai-port={port}",
+        f"--tokenizer={TOKENIZER_DIR}",
+        *flags,
+    ]
+
+
 @pytest.fixture(scope="session")
 def gateway_process(triton: LocalTriton, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m gateway` as users run it; yields its base URL."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    command = [
-        sys.executable,
-        "-m",
-        "gateway",
-        "--triton-url",
-        triton.grpc_url,
-        "--host",
-        "127.0.0.1",
-        "--openai-port",
-        str(port),
-        "--tokenizer",
-        str(TOKENIZER_DIR),
-        "--default-max-tokens",
-        "64",
-        "--structured-outputs-key",
-        GUIDED_LEGACY,
-        *[argument for parser in TOOL_PARSERS for argument in ("--tool-call-parser", parser)],
-    ]
+    parsers = [f"--tool-call-parser={parser}" for parser in TOOL_PARSERS]
+    command = gateway_command(
+        triton.grpc_url, port, "--default-max-tokens=64", f"--structured-outputs-key={GUIDED_LEGACY}", *parsers
+    )
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     url = f"http://127.0.0.1:{port}"
