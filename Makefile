@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := gateway schemas tests deploy
 RUFF_OPTS := --line-length 120 --target-version py311
 
-.PHONY: install run test unit integration lint format bench bench-aiperf clean
+.PHONY: install run test unit integration lint format bench bench-aiperf soak clean
 
 install: $(STAMP)
 
@@ -42,6 +42,11 @@ format: install
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m tests.benchmarks.harness $(BENCH_ARGS)
+
+# Streams for SOAK_SECONDS at 64 concurrent clients, 10% of them leaving mid-stream.
+SOAK_SECONDS ?= 300
+soak: install
+	$(PY) -m tests.benchmarks.soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 # aiperf against `make run`'s gateway (start `make run` first), from a virtualenv of its own.
 AIPERF_VENV ?= .venv-aiperf

@@ -53,6 +53,8 @@ async def test_empty_and_non_object_bodies(client) -> None:
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_tokens": "many"}, "max_tokens"),
         ({"max_completion_tokens": -5}, "max_completion_tokens"),
+        ({"max_tokens": 2**21}, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "x"}] * 4097}, "messages"),
         ({"seed": 1.5}, "seed"),
         ({"seed": 2**64}, "seed"),
         ({"stop": 3}, "stop"),

@@ -56,6 +56,7 @@ class TritonPythonModel:
         for index in range(tokens):
             await asyncio.sleep(self.delay)
             if sender.is_cancelled():
+                pb_utils.Logger.log_info(f"[bench] cancelled {request.request_id()}")
                 sender.send(
                     pb_utils.InferenceResponse(error=pb_utils.TritonError("Request was cancelled")), flags=_FINAL
                 )
