@@ -18,6 +18,7 @@ from gateway.http import metrics as metrics_endpoint
 from gateway.http.images import ImageLoader
 from gateway.http.middleware import STREAM_HEADERS, access, cors, errors, limits, request_context, stream_headers
 from gateway.http.state import STATE, GatewayState
+from gateway.lora import LoraCatalog
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.triton.client import TritonClient
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/v1/embeddings", embeddings.create_embeddings)
     app.router.add_get("/v1/models", models.list_models)
     app.router.add_get("/v1/models/{model}", models.retrieve_model)
+    app.router.add_post("/v1/models/{model}/{action:load|unload}", models.control_model)
     app.router.add_get("/health/live", health.live)
     app.router.add_get("/health/ready", health.ready)
     app.router.add_get("/metrics", metrics_endpoint.metrics)
@@ -72,7 +74,8 @@ def _lifecycle(settings: Settings, metrics: Metrics):  # type: ignore[no-untyped
             max_bytes=settings.remote_image_max_bytes,
             timeout=settings.remote_image_timeout,
         )
-        app[STATE] = GatewayState(settings, client, registry, engine, tokenizers, images, metrics)
+        lora = LoraCatalog(settings.lora_separator, settings.model_repository, settings.lora_modules)
+        app[STATE] = GatewayState(settings, client, registry, engine, tokenizers, images, metrics, lora)
         refresher = asyncio.create_task(registry.run(), name="model-registry-refresh")
         try:
             yield

@@ -91,6 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="[MODEL=]KEY",
     )
+    flag("--lora-separator", "select a LoRA adapter with the model name <base><SEP><adapter>", metavar="SEP")
+    flag(
+        "--model-repository",
+        "a local or mounted view of Triton's model repository, read for each model's multi_lora.json",
+        type=Path,
+        metavar="DIR",
+    )
+    flag(
+        "--lora-modules",
+        "adapters given explicitly, BASE:NAME=PATH (repeatable; env: comma-separated)",
+        action="append",
+        metavar="BASE:NAME=PATH",
+    )
     flag(
         "--tool-call-parser",
         "how models write tool calls, for tool_choice auto: llama3, mistral or hermes; MODEL=PARSER sets it "
@@ -215,6 +228,9 @@ def parse_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | 
         http_max_input_size=args.http_max_input_size,
         model_refresh_interval=args.model_refresh_interval,
         structured_outputs_key=_structured_outputs_keys(parser, args.structured_outputs_key or ()),
+        lora_separator=args.lora_separator,
+        model_repository=args.model_repository,
+        lora_modules=tuple(args.lora_modules or ()),
         tool_call_parser=_tool_call_parsers(parser, args.tool_call_parser or ()),
         max_tool_call_parse_bytes=args.max_tool_call_parse_bytes,
         allow_remote_images=args.allow_remote_images,

@@ -21,6 +21,9 @@ class Settings:
     http_max_input_size: int = 64 * 1024 * 1024
     model_refresh_interval: float = 5.0
     structured_outputs_key: tuple[str, ...] = ()
+    lora_separator: str | None = None
+    model_repository: Path | None = None  # a local or mounted view of Triton's, for multi_lora.json
+    lora_modules: tuple[str, ...] = ()  # BASE:NAME=PATH
     tool_call_parser: tuple[str, ...] = ()
     max_tool_call_parse_bytes: int = 131072
     allow_remote_images: bool = False

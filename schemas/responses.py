@@ -150,6 +150,13 @@ class ModelCard(msgspec.Struct):
     created: int
     owned_by: str = "triton"
     object: str = "model"
+    parent: str | None = None  # the base model of a LoRA adapter
+
+
+class ModelStatus(msgspec.Struct):
+    id: str
+    status: str  # "loaded" or "unloaded"
+    object: str = "model"
 
 
 class ModelList(msgspec.Struct):

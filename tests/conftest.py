@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL_REPOSITORY = ROOT / "tests" / "model_repository"
 TOKENIZER_DIR = ROOT / "deploy" / "tokenizer"
 GUIDED_LEGACY = "vllm_guided_legacy=guided_decoding"  # an r25.01-r25.10 vLLM model
+LORA_SEPARATOR = "::"
 TOOL_PARSERS = ("hermes", "ensemble=mistral", "tensorrt_llm_bls=llama3", "vllm_legacy=llama3")
 
 
@@ -55,6 +56,9 @@ def settings(triton: LocalTriton) -> Settings:
         model_refresh_interval=0.5,
         structured_outputs_key=(GUIDED_LEGACY,),
         tool_call_parser=TOOL_PARSERS,
+        lora_separator=LORA_SEPARATOR,
+        model_repository=MODEL_REPOSITORY,
+        lora_modules=("vllm_slow:extra=/adapters/extra",),
     )
 
 

@@ -40,6 +40,7 @@ class GenerationRequest:
     logprobs: int | None = None  # alternatives per token; 0: the sampled token's logprob only
     cumulative_logprob: bool = False  # the sequence's total logprob (to rank best_of candidates)
     images: list[bytes] | None = None  # base64, in the order the prompt's placeholders name them
+    lora_name: str | None = None  # a LoRA adapter of the model
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,6 +123,8 @@ class TrtllmAdapter:
             raise self._refusal("stop_token_ids", "token-id stop conditions")
         if request.images:
             raise self._refusal("messages", "images")
+        if request.lora_name is not None:
+            raise self._refusal("model", "LoRA adapters through this gateway yet")
         if request.logprobs is not None:
             raise self._refusal("logprobs", "logprobs (its text models return no token-level detail)")
         if request.cumulative_logprob:

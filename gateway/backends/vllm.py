@@ -59,6 +59,7 @@ class VllmSamplingParameters(msgspec.Struct, omit_defaults=True):
     include_stop_str_in_output: bool | None = None
     logit_bias: dict[int, float] | None = None
     logprobs: int | None = None
+    lora_name: str | None = None
     # Guided decoding: a JSON *string* of {"json": schema} or {"json_object": true}.
     structured_outputs: str | None = None
     guided_decoding: str | None = None
@@ -102,6 +103,7 @@ class VllmAdapter:
             include_stop_str_in_output=request.include_stop_str_in_output,
             logit_bias=request.logit_bias,
             logprobs=request.logprobs if request.logprobs is not None else (0 if request.cumulative_logprob else None),
+            lora_name=request.lora_name,
         )
         if request.guided is not None:
             setattr(parameters, self._guided_key, guided_decoding_value(request.guided))

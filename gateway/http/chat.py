@@ -20,6 +20,7 @@ from gateway.http.body import decode_body
 from gateway.http.choices import plan_choices, total_usage
 from gateway.http.logprobs import chat_logprobs
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID, within_deadline
+from gateway.http.resolve import resolve_target
 from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import GatewayState, state_of
 from gateway.http.streaming import record_usage, serve_stream
@@ -183,7 +184,8 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     messages, images = template_messages(body.messages)
     template_options = chat_template_options(body.chat_template_kwargs)
     structured = StructuredOutput(body.response_format)
-    model = await state.registry.resolve(body.model)
+    target = await resolve_target(state, body.model)
+    model = target.model
     request[MODEL_NAME] = model.name
     tools = plan_tools(
         body, per_model(state.settings.tool_call_parser, model.name), state.settings.max_tool_call_parse_bytes
@@ -207,6 +209,7 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     if body.logprobs:
         generation.logprobs = body.top_logprobs or 0
     generation.images = image_data
+    generation.lora_name = target.adapter
     choices = plan_choices(generation, [prompt], body.n)
     requests = [choice.request for choice in choices]
 

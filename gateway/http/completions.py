@@ -15,6 +15,7 @@ from gateway.http.body import decode_body
 from gateway.http.choices import Choice, plan_choices, total_usage
 from gateway.http.logprobs import completion_logprobs
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID, within_deadline
+from gateway.http.resolve import resolve_target
 from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import state_of
 from gateway.http.streaming import record_usage, serve_stream
@@ -100,7 +101,8 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     body = await decode_body(request, _DECODER)
     check_completion(body)
     structured = StructuredOutput(body.response_format)
-    model = await state.registry.resolve(body.model)
+    target = await resolve_target(state, body.model)
+    model = target.model
     request[MODEL_NAME] = model.name
     tokenizer = state.tokenizers.tools(model.name)
     prompts = prompt_texts(body, tokenizer)
@@ -118,6 +120,7 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     generation.logprobs = body.logprobs
     best_of = body.best_of or body.n
     generation.cumulative_logprob = best_of > body.n
+    generation.lora_name = target.adapter
     choices = plan_choices(generation, prompts, best_of)
     requests = [choice.request for choice in choices]
 

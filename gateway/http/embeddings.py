@@ -13,6 +13,7 @@ from gateway.backends.base import TokenizerTools
 from gateway.errors import InvalidRequest
 from gateway.http.body import decode_body
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID, within_deadline
+from gateway.http.resolve import resolve_target
 from gateway.http.state import state_of
 from schemas.requests import EmbeddingRequest
 from schemas.responses import Embedding, EmbeddingList, EmbeddingUsage
@@ -60,7 +61,10 @@ async def create_embeddings(request: web.Request) -> web.Response:
     state = state_of(request)
     body = await decode_body(request, _DECODER)
     items = embedding_inputs(body)
-    model = await state.registry.resolve(body.model)
+    target = await resolve_target(state, body.model)
+    if target.adapter is not None:
+        raise InvalidRequest("LoRA adapters serve generation, not embeddings.", param="model")
+    model = target.model
     request[MODEL_NAME] = model.name
     tokenizer = state.tokenizers.tools(model.name)
     request_id = request[REQUEST_ID]

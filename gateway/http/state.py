@@ -9,6 +9,7 @@ from aiohttp import web
 from gateway.chat.template import TokenizerStore
 from gateway.engine import Engine
 from gateway.http.images import ImageLoader
+from gateway.lora import LoraCatalog
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.triton.client import TritonClient
@@ -24,6 +25,7 @@ class GatewayState:
     tokenizers: TokenizerStore
     images: ImageLoader
     metrics: Metrics
+    lora: LoraCatalog
 
 
 STATE = web.AppKey("state", GatewayState)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from gateway.errors import APIError, BackendError, BackendUnavailable, BadGateway
+from gateway.errors import APIError, BackendError, BackendUnavailable, BadGateway, InvalidRequest
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,32 @@ class TritonClient:
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, self.url) from None
         return reply.config
+
+    async def load_model(self, name: str, timeout: float = 300.0) -> None:
+        await self._repository_call(
+            self._stub.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name=name), timeout
+        )
+
+    async def unload_model(self, name: str, timeout: float = 60.0) -> None:
+        request = pb.RepositoryModelUnloadRequest(model_name=name)
+        await self._repository_call(self._stub.RepositoryModelUnload, request, timeout)
+
+    async def _repository_call(self, method: Any, request: Any, timeout: float) -> None:
+        try:
+            await method(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            details = exc.details() or ""
+            if "not allowed" in details or "model control mode" in details.lower():
+                raise InvalidRequest(
+                    "Triton is not in explicit model-control mode, so models cannot be loaded or unloaded "
+                    "through it (start tritonserver with --model-control-mode=explicit).",
+                    code="model_control_disabled",
+                ) from None
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL):
+                raise InvalidRequest(
+                    f"Triton could not do it: {details}", param="model", code="model_control_failed"
+                ) from None
+            raise rpc_error(exc, self.url) from None
 
     def stream(self, request: pb.ModelInferRequest) -> InferenceStream:
         """Open a `ModelStreamInfer` call for one request; use with `async with`."""

@@ -226,6 +226,8 @@ class TritonPythonModel(AsyncDecoupledModel):
             reply = guided_reply(params.guided, last_user_turn(prompt))
         else:
             reply = reply_for(prompt, params.temperature, params.seed)
+        if params.lora_name is not None:
+            reply = f"[{params.lora_name}] {reply}"  # shows which adapter served the request
         images = _images(request)
         if images:
             reply += f" [{len(images)} image{'s' if len(images) > 1 else ''}: {', '.join(images)}]"

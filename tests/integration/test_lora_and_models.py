@@ -1,0 +1,109 @@
+"""LoRA adapters through the model name, and loading/unloading models on Triton."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import grpc
+import pytest
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from gateway.app import create_app
+from gateway.demo import stand_in_triton
+from gateway.localtriton import LocalTriton
+from tests.conftest import MODEL_REPOSITORY, sse_events, user
+
+
+async def test_adapters_are_listed_with_their_parent(client) -> None:
+    cards = {card["id"]: card for card in (await (await client.get("/v1/models")).json())["data"]}
+    assert cards["vllm_model::doc-qa"]["parent"] == "vllm_model"
+    assert cards["vllm_model::sql"]["parent"] == "vllm_model"
+    assert cards["vllm_slow::extra"]["parent"] == "vllm_slow"  # from --lora-modules
+    assert cards["vllm_model"]["parent"] is None
+    card = await (await client.get("/v1/models/vllm_model::sql")).json()
+    assert card["id"] == "vllm_model::sql" and card["parent"] == "vllm_model"
+
+
+async def test_requests_reach_the_adapter(client) -> None:
+    body = {"model": "vllm_model::doc-qa", "messages": user("Hello there"), "temperature": 0}
+    full = await (await client.post("/v1/chat/completions", json=body)).json()
+    assert full["choices"][0]["message"]["content"] == "[doc-qa] You said: Hello there"
+    assert full["model"] == "vllm_model::doc-qa"
+    events = await sse_events(await client.post("/v1/chat/completions", json={**body, "stream": True}))
+    streamed = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e["choices"])
+    assert streamed == "[doc-qa] You said: Hello there"
+    body = {"model": "vllm_model::sql", "prompt": "select", "temperature": 0}
+    completion = await (await client.post("/v1/completions", json=body)).json()
+    assert completion["choices"][0]["text"] == "[sql] You said: select"
+
+
+async def test_unknown_adapters_are_404s_before_triton(client, triton) -> None:  # type: ignore[no-untyped-def]
+    before = triton.read_log().count("LoRA")
+    response = await client.post("/v1/chat/completions", json={"model": "vllm_model::nope", "messages": user("x")})
+    assert response.status == 404
+    error = (await response.json())["error"]
+    assert error["code"] == "adapter_not_found" and "nope" in error["message"] and "doc-qa" in error["message"]
+    assert triton.read_log().count("LoRA") == before  # Triton never saw it
+
+
+async def test_backend_lora_errors_are_translated(aiohttp_client, settings) -> None:  # type: ignore[no-untyped-def]
+    # An adapter the gateway was told about but the backend does not have (LoRA not enabled there).
+    client = await aiohttp_client(create_app(replace(settings, lora_modules=("vllm_legacy:ghost=/x",))))
+    response = await client.post("/v1/chat/completions", json={"model": "vllm_legacy::ghost", "messages": user("x")})
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["param"] == "model" and "LoRA feature is not enabled" in error["message"]
+
+
+async def test_load_and_unload_need_explicit_mode(client) -> None:
+    response = await client.post("/v1/models/vllm_model/unload")
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "model_control_disabled"
+
+
+@pytest.fixture(scope="module")
+def explicit_triton() -> Iterator[LocalTriton]:
+    server = stand_in_triton(MODEL_REPOSITORY, model_control_mode="explicit", load_models=("vllm_model",))
+    with server.running():
+        yield server
+
+
+async def test_load_unload_and_changes_made_on_triton_directly(aiohttp_client, settings, explicit_triton) -> None:  # type: ignore[no-untyped-def]
+    client = await aiohttp_client(
+        create_app(replace(settings, triton_url=explicit_triton.grpc_url, model_refresh_interval=0.3))
+    )
+
+    async def listed() -> set[str]:
+        return {
+            card["id"] for card in (await (await client.get("/v1/models")).json())["data"] if "::" not in card["id"]
+        }
+
+    assert await listed() == {"vllm_model"}
+    response = await client.post("/v1/models/vllm_legacy/load")
+    assert response.status == 200 and (await response.json())["status"] == "loaded"
+    assert await listed() == {"vllm_model", "vllm_legacy"}
+    chat = {"model": "vllm_legacy", "messages": user("hi"), "temperature": 0}
+    assert (await client.post("/v1/chat/completions", json=chat)).status == 200
+    assert (await client.post("/v1/models/vllm_legacy/unload")).status == 200
+    assert await listed() == {"vllm_model"}
+    assert (await client.post("/v1/chat/completions", json=chat)).status == 404
+    missing = await client.post("/v1/models/no_such_model/load")
+    assert missing.status == 400 and (await missing.json())["error"]["code"] == "model_control_failed"
+
+    # Loaded on Triton directly: a request naming it finds it (an unknown name refreshes the
+    # registry, at most once a second so a burst of bogus names costs one refresh)...
+    channel_stub = pb_grpc.GRPCInferenceServiceStub(grpc.aio.insecure_channel(explicit_triton.grpc_url))
+    await channel_stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="vllm_slow"))
+    await asyncio.sleep(1.1)
+    fast = {"model": "vllm_slow", "messages": user("hi"), "max_tokens": 2}
+    assert (await client.post("/v1/chat/completions", json=fast)).status == 200
+    # ...and unloaded there, the list follows within the refresh interval.
+    await channel_stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="vllm_slow"))
+    deadline = time.monotonic() + 10
+    while "vllm_slow" in await listed() and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert "vllm_slow" not in await listed()
