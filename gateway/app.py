@@ -7,22 +7,27 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 
 from gateway.backends.base import BackendOptions
 from gateway.chat.template import TokenizerStore
 from gateway.engine import Engine
 from gateway.errors import APIError
-from gateway.http import chat, completions, embeddings, health, models
+from gateway.http import chat, completions, embeddings, health, kserve, models
 from gateway.http import metrics as metrics_endpoint
 from gateway.http.images import ImageLoader
+from gateway.http.kserve import KSERVE_SESSION
 from gateway.http.middleware import STREAM_HEADERS, access, cors, errors, limits, request_context, stream_headers
 from gateway.http.state import STATE, GatewayState
 from gateway.lora import LoraCatalog
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.triton.client import TritonClient
+from gateway.triton.proxy import KServeProxy
 from gateway.triton.registry import ModelRegistry
+
+KSERVE_PROXY = web.AppKey("kserve_proxy", KServeProxy)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/health/live", health.live)
     app.router.add_get("/health/ready", health.ready)
     app.router.add_get("/metrics", metrics_endpoint.metrics)
+    if settings.enable_kserve_frontends:
+        app.router.add_route("*", "/v2", kserve.forward)
+        app.router.add_route("*", "/v2/{tail:.*}", kserve.forward)
     return app
 
 
@@ -77,9 +85,20 @@ def _lifecycle(settings: Settings, metrics: Metrics):  # type: ignore[no-untyped
         lora = LoraCatalog(settings.lora_separator, settings.model_repository, settings.lora_modules)
         app[STATE] = GatewayState(settings, client, registry, engine, tokenizers, images, metrics, lora)
         refresher = asyncio.create_task(registry.run(), name="model-registry-refresh")
+        proxy = None
+        if settings.enable_kserve_frontends:
+            app[KSERVE_SESSION] = aiohttp.ClientSession(
+                auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None)
+            )
+            proxy = KServeProxy(settings.triton_url, settings.api_keys)
+            await proxy.start(settings.host, settings.kserve_grpc_port)
+            app[KSERVE_PROXY] = proxy
         try:
             yield
         finally:
+            if proxy is not None:
+                await proxy.stop()
+                await app[KSERVE_SESSION].close()
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher

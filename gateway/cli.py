@@ -182,6 +182,23 @@ def build_parser() -> argparse.ArgumentParser:
         "Triton's Prometheus endpoint, merged into /metrics (e.g. http://triton:8002/metrics)",
         metavar="URL",
     )
+    flag(
+        "--enable-kserve-frontends",
+        "also expose Triton's KServe v2 API: HTTP /v2/... on the OpenAI port and gRPC on --kserve-grpc-port",
+        action="store_true",
+    )
+    flag(
+        "--triton-http-url",
+        "Triton's HTTP endpoint, for /v2 pass-through",
+        default=defaults.triton_http_url,
+        metavar="URL",
+    )
+    flag(
+        "--kserve-grpc-port",
+        "port of the gRPC pass-through to --triton-url",
+        type=_port,
+        default=defaults.kserve_grpc_port,
+    )
     flag("--log-format", "log line format", choices=["text", "json"], default=defaults.log_format)
     flag(
         "--log-level",
@@ -247,6 +264,9 @@ def parse_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | 
         request_timeout=args.request_timeout,
         shutdown_timeout=args.shutdown_timeout,
         triton_metrics_url=args.triton_metrics_url,
+        enable_kserve_frontends=args.enable_kserve_frontends,
+        triton_http_url=args.triton_http_url,
+        kserve_grpc_port=args.kserve_grpc_port,
     )
 
 

@@ -40,6 +40,9 @@ class Settings:
     request_timeout: float | None = None
     shutdown_timeout: float = 30.0
     triton_metrics_url: str | None = None
+    enable_kserve_frontends: bool = False
+    triton_http_url: str = "http://127.0.0.1:8000"
+    kserve_grpc_port: int = 8001
 
 
 def per_model(specs: Sequence[str], model: str) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import re
 import time
@@ -28,9 +29,13 @@ _REQUEST_ID_FORM = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 INFERENCE_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 
+def is_inference(path: str) -> bool:
+    return path in INFERENCE_PATHS or path.startswith("/v2/")  # /v2: the KServe pass-through
+
+
 def api_group(path: str) -> str | None:
     """The reference frontend's API groups, for --openai-restricted-api."""
-    if path in INFERENCE_PATHS:
+    if is_inference(path):
         return "inference"
     if path.startswith("/v1/models"):
         return "model-repository"
@@ -58,7 +63,11 @@ class GatewayTimeout(APIError):
     default_code = "timeout"
 
 
-def error_response(error: APIError) -> web.Response:
+def error_response(error: APIError, request: web.Request | None = None) -> web.Response:
+    """The OpenAI envelope; on the KServe /v2 routes, KServe's {"error": "<message>"}."""
+    if request is not None and (request.path == "/v2" or request.path.startswith("/v2/")):
+        body = json.dumps({"error": error.message}).encode()
+        return web.Response(status=error.status, body=body, content_type="application/json")
     return web.Response(status=error.status, body=error.to_json(), content_type="application/json")
 
 
@@ -180,16 +189,17 @@ def errors(metrics: Metrics) -> Middleware:
             if error.status >= 500:
                 log.warning("%s %s failed: %s", request.method, request.path, error.message)
                 metrics.triton_errors.labels(error.code or "server_error").inc()
-            return error_response(error)
+            return error_response(error, request)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return error_response(_from_http_exception(exc, request))
+            return error_response(_from_http_exception(exc, request), request)
         except ConnectionResetError:
             raise  # the client is gone; nobody to answer
         except Exception:
             log.exception("Unhandled error on %s %s", request.method, request.path)
-            return error_response(APIError("The gateway failed to handle this request.", code="internal_error"))
+            failure = APIError("The gateway failed to handle this request.", code="internal_error")
+            return error_response(failure, request)
 
     return middleware
 
@@ -202,7 +212,7 @@ def access(settings: Settings) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        if keys and path.startswith("/v1/"):
+        if keys and (path == "/v2" or path.startswith(("/v1/", "/v2/"))):
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             offered = token.strip().encode()
             # Compare with every key so the time taken does not tell which one came close.
@@ -228,7 +238,7 @@ def limits(settings: Settings, metrics: Metrics) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal in_flight
-        if request.path not in INFERENCE_PATHS:
+        if not is_inference(request.path):
             return await handler(request)
         if capacity is not None and in_flight >= capacity:
             metrics.rejected.inc()
