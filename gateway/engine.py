@@ -76,17 +76,23 @@ class Engine:
         (e.g. with contextlib.aclosing) to cancel the request on Triton. The model's
         `tokenizer` lets adapters work out what a model does not report."""
         adapter = self.adapter(model)
-        reader = adapter.reader(request, tokenizer)
-        async with self._client.stream(adapter.build_request(request)) as responses:
-            try:
-                async for response in responses:
-                    delta = reader.read(response, responses.finished)
-                    yield delta
-                    if delta.finish_reason is not None:
-                        return
-            except TritonErrorMessage as exc:
-                raise adapter.translate_error(exc.message) from None
-        raise BadGateway("The model's responses ended without a finish reason.")
+        for attempt in (1, 2):
+            reader = adapter.reader(request, tokenizer)
+            started = False
+            async with self._client.stream(adapter.build_request(request)) as responses:
+                try:
+                    async for response in responses:
+                        delta = reader.read(response, responses.finished)
+                        started = True
+                        yield delta
+                        if delta.finish_reason is not None:
+                            return
+                except TritonErrorMessage as exc:
+                    # e.g. TensorRT-LLM forgot a LoRA task: send it again, weights included.
+                    if attempt == 1 and not started and adapter.retryable(exc.message, request):
+                        continue
+                    raise adapter.translate_error(exc.message) from None
+            raise BadGateway("The model's responses ended without a finish reason.")
 
     async def embed(
         self, model: ModelInfo, request_id: str, source: str | list[int], dimensions: int | None

@@ -151,6 +151,9 @@ class Bls:
             pb_utils.Tensor("streaming", np.array([[streaming]], dtype=bool)),
         ]
         for ours, theirs in (
+            ("lora_task_id", "lora_task_id"),
+            ("lora_weights", "lora_weights"),
+            ("lora_config", "lora_config"),
             ("temperature", "temperature"),
             ("top_p", "runtime_top_p"),
             ("top_k", "runtime_top_k"),

@@ -41,6 +41,7 @@ class GenerationRequest:
     cumulative_logprob: bool = False  # the sequence's total logprob (to rank best_of candidates)
     images: list[bytes] | None = None  # base64, in the order the prompt's placeholders name them
     lora_name: str | None = None  # a LoRA adapter of the model
+    lora_path: str | None = None  # where its files are, as the gateway sees them
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,10 @@ class BackendAdapter(Protocol):
 
     def translate_error(self, message: str) -> APIError: ...
 
+    def retryable(self, message: str, request: GenerationRequest) -> bool:
+        """Whether sending `request` again (rebuilt) may succeed where it failed with `message`."""
+        ...
+
 
 @runtime_checkable
 class EmbeddingAdapter(Protocol):
@@ -172,6 +177,14 @@ class RequestBuilder:
 
     def add_number(self, name: str, datatype: str, value: float) -> None:
         self._add(name, datatype, 1, tensors.encode_numbers([value], datatype))
+
+    def add_tensor(self, name: str, datatype: str, shape: list[int], raw: bytes) -> None:
+        """A tensor whose shape has more than one element, batch dimension added when batched."""
+        tensor = self.message.inputs.add()
+        tensor.name = name
+        tensor.datatype = datatype
+        tensor.shape.extend([1, *shape] if self._batched else shape)
+        self.message.raw_input_contents.append(raw)
 
     def add_bool(self, name: str, value: bool) -> None:
         self._add(name, "BOOL", 1, b"\x01" if value else b"\x00")

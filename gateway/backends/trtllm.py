@@ -9,10 +9,13 @@ stream text either as per-response pieces or cumulatively; the reader evens all 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 
 from gateway.backends.base import (
@@ -50,6 +53,7 @@ _PIPELINE_INPUTS: dict[str, tuple[str, ...]] = {
     "ignore_eos": (),
     "skip_special_tokens": (),
     "guided": ("guided_decoding_guide_type",),
+    "lora": ("lora_task_id",),
 }
 _LLM_API_INPUTS: dict[str, tuple[str, ...]] = {
     "prompt": ("text_input",),
@@ -69,6 +73,7 @@ _LLM_API_INPUTS: dict[str, tuple[str, ...]] = {
     "skip_special_tokens": ("sampling_param_skip_special_tokens",),
     "include_stop_str_in_output": ("sampling_param_include_stop_str_in_output",),
     "guided": (),
+    "lora": (),
 }
 _LLM_API_FINISH_REASONS = {"stop": "stop", "length": "length"}
 _ENSEMBLE_PREFIX = re.compile(r"^(in ensemble '[^']*', )+")
@@ -87,6 +92,8 @@ class TrtllmAdapter:
         accumulate = model.parameters.get("accumulate_tokens", "").strip().lower() == "true"
         self.cumulative = self._llm_api or accumulate
         self._excludes_input = model.accepts("exclude_input_in_output")
+        self._loaded_tasks: set[int] = set()  # LoRA tasks whose weights Triton has been sent
+        self._lora_files: dict[str, tuple[tuple[list[int], bytes], tuple[list[int], bytes]]] = {}
 
     # -- requests ------------------------------------------------------------------------
 
@@ -124,7 +131,7 @@ class TrtllmAdapter:
         if request.images:
             raise self._refusal("messages", "images")
         if request.lora_name is not None:
-            raise self._refusal("model", "LoRA adapters through this gateway yet")
+            self._add_lora(builder, request.lora_name, request.lora_path)
         if request.logprobs is not None:
             raise self._refusal("logprobs", "logprobs (its text models return no token-level detail)")
         if request.cumulative_logprob:
@@ -158,6 +165,51 @@ class TrtllmAdapter:
         return InvalidRequest(
             f"The TensorRT-LLM model '{self.model.name}' cannot take {what}.", param=param, code="unsupported_parameter"
         )
+
+    def _add_lora(self, builder: RequestBuilder, name: str, path: str | None) -> None:
+        """`lora_task_id`, with the adapter's weights and config the first time (TensorRT-LLM
+        keeps them in a cache by task id; `retryable` sends them again if it forgot)."""
+        input_name = self._names["lora"]
+        if input_name is None:
+            raise self._refusal("model", "LoRA adapters (it declares no lora_task_id input)")
+        task = lora_task_id(name)
+        builder.add_number(input_name, self.model.inputs[input_name].datatype, task)
+        if task in self._loaded_tasks:
+            return
+        (weights_shape, weights), (config_shape, config) = self._adapter_files(name, path)
+        builder.add_tensor("lora_weights", "FP16", weights_shape, weights)
+        builder.add_tensor("lora_config", "INT32", config_shape, config)
+        self._loaded_tasks.add(task)
+
+    def _adapter_files(self, name: str, path: str | None) -> tuple[tuple[list[int], bytes], tuple[list[int], bytes]]:
+        cached = self._lora_files.get(name)
+        if cached is not None:
+            return cached
+        folder = Path(path or "")
+        try:
+            weights = np.load(folder / "model.lora_weights.npy")
+            config = np.load(folder / "model.lora_config.npy")
+        except (OSError, ValueError) as exc:
+            raise InvalidRequest(
+                f"The LoRA adapter '{name}' has no readable model.lora_weights.npy / model.lora_config.npy in "
+                f"{folder}: {exc}",
+                param="model",
+                code="adapter_not_found",
+            ) from None
+        weights = weights.reshape(weights.shape[-2:]) if weights.ndim > 2 else weights
+        config = config.reshape(-1, 3)
+        files = (
+            (list(weights.shape), weights.astype("<f2").tobytes()),
+            (list(config.shape), config.astype("<i4").tobytes()),
+        )
+        self._lora_files[name] = files
+        return files
+
+    def retryable(self, message: str, request: GenerationRequest) -> bool:
+        if request.lora_name is not None and "not found in cache" in message:
+            self._loaded_tasks.discard(lora_task_id(request.lora_name))
+            return True
+        return False
 
     def _add_guide(self, builder: RequestBuilder, guided: GuidedDecoding) -> None:
         """TensorRT-LLM v0.19+ guided decoding: a guide type and the guide itself."""
@@ -210,6 +262,11 @@ class TrtllmAdapter:
         if message == "Request was cancelled":
             return BackendError("The request was cancelled on the inference server.", code="cancelled")
         return generic_backend_error(message.removeprefix("Error generating request: "))
+
+
+def lora_task_id(adapter: str) -> int:
+    """A task id derived from the adapter's name, so every gateway replica uses the same one."""
+    return int.from_bytes(hashlib.blake2b(adapter.encode(), digest_size=8).digest(), "little") & (2**63 - 1)
 
 
 class TrtllmResponseReader:

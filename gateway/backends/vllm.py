@@ -174,6 +174,9 @@ class VllmAdapter:
         strip_prompt = request.prompt if not (request.stream or self._excludes_input) else None
         return VllmResponseReader(request.max_tokens, strip_prompt, tokenizer, request.logprobs or 0)
 
+    def retryable(self, message: str, request: GenerationRequest) -> bool:
+        return False
+
     def translate_error(self, message: str) -> APIError:
         known = translate_triton_error(message)
         if known is not None:

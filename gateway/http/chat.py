@@ -209,7 +209,7 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     if body.logprobs:
         generation.logprobs = body.top_logprobs or 0
     generation.images = image_data
-    generation.lora_name = target.adapter
+    generation.lora_name, generation.lora_path = target.adapter, target.adapter_path
     choices = plan_choices(generation, [prompt], body.n)
     requests = [choice.request for choice in choices]
 

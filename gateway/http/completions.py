@@ -120,7 +120,7 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     generation.logprobs = body.logprobs
     best_of = body.best_of or body.n
     generation.cumulative_logprob = best_of > body.n
-    generation.lora_name = target.adapter
+    generation.lora_name, generation.lora_path = target.adapter, target.adapter_path
     choices = plan_choices(generation, prompts, best_of)
     requests = [choice.request for choice in choices]
 

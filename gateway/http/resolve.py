@@ -13,6 +13,7 @@ from gateway.triton.registry import ModelInfo
 class Target:
     model: ModelInfo
     adapter: str | None = None
+    adapter_path: str | None = None
 
 
 async def resolve_target(state: GatewayState, name: str) -> Target:
@@ -46,5 +47,5 @@ def _adapter_target(state: GatewayState, name: str) -> Target | None:
                 param="model",
                 code="adapter_not_found",
             )
-        return Target(model, adapter)
+        return Target(model, adapter, adapters[adapter])
     return None

@@ -107,3 +107,45 @@ async def test_load_unload_and_changes_made_on_triton_directly(aiohttp_client, s
     while "vllm_slow" in await listed() and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     assert "vllm_slow" not in await listed()
+
+
+@pytest.fixture
+def trtllm_adapters(tmp_path):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    folders = {}
+    for name, rank in (("sql", 4), ("chat", 8)):
+        folder = tmp_path / name
+        folder.mkdir()
+        np.save(folder / "model.lora_weights.npy", np.ones((1, 2, rank * 16), dtype=np.float16))
+        np.save(folder / "model.lora_config.npy", np.array([[[0, 0, rank], [1, 0, rank]]], dtype=np.int32))
+        folders[name] = folder
+    return folders
+
+
+async def test_trtllm_lora_sends_weights_once_and_again_when_forgotten(  # type: ignore[no-untyped-def]
+    aiohttp_client, settings, trtllm_adapters
+) -> None:
+    from gateway.backends.trtllm import lora_task_id
+
+    modules = tuple(
+        f"{base}:{name}={folder}"
+        for base in ("ensemble", "tensorrt_llm_bls", "llmapi")
+        for name, folder in trtllm_adapters.items()
+    )
+    client = await aiohttp_client(create_app(replace(settings, lora_modules=modules)))
+
+    async def ask(model: str) -> str:
+        body = {"model": model, "messages": user("hi"), "temperature": 0, "max_tokens": 40}
+        response = await client.post("/v1/chat/completions", json=body)
+        assert response.status == 200, await response.text()
+        return (await response.json())["choices"][0]["message"]["content"]
+
+    sql, chat = lora_task_id("sql"), lora_task_id("chat")
+    assert await ask("ensemble::sql") == f"[lora {sql}] You said: hi"  # weights sent with the first request
+    assert await ask("ensemble::sql") == f"[lora {sql}] You said: hi"  # the task id alone
+    assert await ask("ensemble::chat") == f"[lora {chat}] You said: hi"  # evicts sql (a cache of one task)
+    assert await ask("ensemble::sql") == f"[lora {sql}] You said: hi"  # forgotten: sent again
+    assert await ask("tensorrt_llm_bls::chat") == f"[lora {chat}] You said: hi"
+    refused = await client.post("/v1/chat/completions", json={"model": "llmapi::sql", "messages": user("x")})
+    assert refused.status == 400 and (await refused.json())["error"]["param"] == "model"

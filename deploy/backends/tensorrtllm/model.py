@@ -15,6 +15,7 @@ Configuration parameters: `tokenizer_dir` (relative to the model's directory) an
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import sys
@@ -60,6 +61,9 @@ class TritonPythonModel(AsyncDecoupledModel):
         parameters = {key: value["string_value"] for key, value in self.model_config.get("parameters", {}).items()}
         self.tokenizer = StandInTokenizer(resolve(args["model_repository"], parameters["tokenizer_dir"]))
         self.token_delay = float(parameters.get("stand_in_token_delay_ms", "0")) / 1000.0
+        # TensorRT-LLM keeps LoRA weights in a bounded cache keyed by task id.
+        self.lora_cache: collections.OrderedDict[int, tuple[int, ...]] = collections.OrderedDict()
+        self.lora_cache_size = int(parameters.get("stand_in_lora_cache_size", "8"))
         self.logger = pb_utils.Logger
         self.start_loop()
 
@@ -83,6 +87,10 @@ class TritonPythonModel(AsyncDecoupledModel):
 
         prompt = self.tokenizer.decode(prompt_ids)
         reply = reply_for(prompt, 0.0 if greedy else 1.0, None if seed is None else int(seed))
+        task = _scalar(request, "lora_task_id")
+        if task is not None:
+            self._use_lora(int(task), request)
+            reply = f"[lora {int(task)}] {reply}"
         reply_ids = self.tokenizer.encode(reply) or [end_id]
 
         generated: list[int] = []
@@ -121,6 +129,17 @@ class TritonPythonModel(AsyncDecoupledModel):
             )
         elif ended_on_end_id or not generated:
             sender.send(flags=_FINAL)  # the flag-only final response
+
+    def _use_lora(self, task: int, request: Any) -> None:
+        weights = pb_utils.get_input_tensor_by_name(request, "lora_weights")
+        config = pb_utils.get_input_tensor_by_name(request, "lora_config")
+        if weights is not None and config is not None:
+            self.lora_cache[task] = tuple(weights.as_numpy().shape)
+            while len(self.lora_cache) > self.lora_cache_size:
+                self.lora_cache.popitem(last=False)
+        elif task not in self.lora_cache:
+            raise ValueError(f"LoRA task {task} not found in cache. Please load LoRA task first")
+        self.lora_cache.move_to_end(task)
 
     def _response(
         self, ids: list[int], new_tokens: int, prompt_tokens: int, input_count: bool, output_count: bool
