@@ -18,7 +18,16 @@ from gateway.http import chat, completions, embeddings, health, kserve, models
 from gateway.http import metrics as metrics_endpoint
 from gateway.http.images import ImageLoader
 from gateway.http.kserve import KSERVE_SESSION
-from gateway.http.middleware import STREAM_HEADERS, access, cors, errors, limits, request_context, stream_headers
+from gateway.http.middleware import (
+    STREAM_HEADERS,
+    Capacity,
+    access,
+    cors,
+    errors,
+    limits,
+    request_context,
+    stream_headers,
+)
 from gateway.http.state import STATE, GatewayState
 from gateway.lora import LoraCatalog
 from gateway.metrics import Metrics
@@ -34,6 +43,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
+    capacity = Capacity(settings.max_concurrent_requests)
     app = web.Application(
         client_max_size=settings.http_max_input_size,
         middlewares=[
@@ -41,11 +51,11 @@ def create_app(settings: Settings) -> web.Application:
             cors(settings),
             errors(metrics),
             access(settings),
-            limits(settings, metrics),
+            limits(settings, metrics, capacity),
         ],
     )
     app[STREAM_HEADERS] = stream_headers(settings)
-    app.cleanup_ctx.append(_lifecycle(settings, metrics))
+    app.cleanup_ctx.append(_lifecycle(settings, metrics, capacity))
     app.router.add_post("/v1/chat/completions", chat.create_chat_completion)
     app.router.add_post("/v1/completions", completions.create_completion)
     app.router.add_post("/v1/embeddings", embeddings.create_embeddings)
@@ -61,7 +71,7 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def _lifecycle(settings: Settings, metrics: Metrics):  # type: ignore[no-untyped-def]
+def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity):  # type: ignore[no-untyped-def]
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         tokenizers = TokenizerStore(settings.tokenizer, settings.chat_template)
         await tokenizers.preload()
@@ -90,7 +100,7 @@ def _lifecycle(settings: Settings, metrics: Metrics):  # type: ignore[no-untyped
             app[KSERVE_SESSION] = aiohttp.ClientSession(
                 auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None)
             )
-            proxy = KServeProxy(settings.triton_url, settings.api_keys)
+            proxy = KServeProxy(settings.triton_url, settings.api_keys, capacity)
             await proxy.start(settings.host, settings.kserve_grpc_port)
             app[KSERVE_PROXY] = proxy
         try:

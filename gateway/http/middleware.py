@@ -228,31 +228,45 @@ def access(settings: Settings) -> Middleware:
     return middleware
 
 
-def limits(settings: Settings, metrics: Metrics) -> Middleware:
-    """At most --max-concurrent-requests inference requests at once (429 past it, rather than
-    an unbounded queue), each with a deadline of --request-timeout."""
-    capacity = settings.max_concurrent_requests
+class Capacity:
+    """At most `limit` inference requests at once, over HTTP and the gRPC relay together."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def try_acquire(self) -> bool:
+        if self.limit is not None and self.in_flight >= self.limit:
+            return False
+        self.in_flight += 1
+        return True
+
+    def release(self) -> None:
+        self.in_flight -= 1
+
+
+def limits(settings: Settings, metrics: Metrics, capacity: Capacity) -> Middleware:
+    """--max-concurrent-requests (429 past it, rather than an unbounded queue) and a deadline
+    of --request-timeout for every inference request."""
     timeout = settings.request_timeout
-    in_flight = 0
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        nonlocal in_flight
         if not is_inference(request.path):
             return await handler(request)
-        if capacity is not None and in_flight >= capacity:
+        if not capacity.try_acquire():
             metrics.rejected.inc()
-            error = TooManyRequests(f"The gateway is at its limit of {capacity} requests in flight; retry shortly.")
+            limit = capacity.limit
+            error = TooManyRequests(f"The gateway is at its limit of {limit} requests in flight; retry shortly.")
             response = error_response(error)
             response.headers["Retry-After"] = "1"
             return response
         if timeout is not None:
             request[DEADLINE] = asyncio.get_running_loop().time() + timeout
-        in_flight += 1
         try:
             return await handler(request)
         finally:
-            in_flight -= 1
+            capacity.release()
 
     return middleware
 

@@ -11,6 +11,8 @@ from typing import Any
 import grpc
 from tritonclient.grpc import service_pb2 as pb
 
+from gateway.http.middleware import Capacity
+
 log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
 _FORWARDED_METADATA_SKIP = {"authorization"}
@@ -27,7 +29,8 @@ def _identity(value: bytes) -> bytes:
 class KServeProxy:
     """A gRPC server on the gateway that relays Triton's gRPC API."""
 
-    def __init__(self, triton_url: str, api_keys: Sequence[str]) -> None:
+    def __init__(self, triton_url: str, api_keys: Sequence[str], capacity: Capacity | None = None) -> None:
+        self._capacity = capacity
         self._channel = grpc.aio.insecure_channel(
             triton_url,
             options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
@@ -75,16 +78,30 @@ class KServeProxy:
                 grpc.StatusCode.UNAUTHENTICATED, "Missing or invalid API key (authorization: Bearer <key>)."
             )
 
+    async def _acquire(self, context: grpc.aio.ServicerContext) -> None:
+        """The gateway's --max-concurrent-requests covers the relay too."""
+        if self._capacity is not None and not self._capacity.try_acquire():
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "The gateway is at its limit of requests in flight."
+            )
+
+    def _release(self) -> None:
+        if self._capacity is not None:
+            self._capacity.release()
+
     def _unary(self, path: str) -> Any:
         relay = self._channel.unary_unary(path, request_serializer=_identity, response_deserializer=_identity)
 
         async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             await self._check(context)
+            await self._acquire(context)
             try:
                 return bytes(await relay(request, metadata=_metadata(context), timeout=context.time_remaining()))
             except grpc.aio.AioRpcError as exc:
                 await context.abort(exc.code(), exc.details() or "")
                 raise  # unreachable: abort raises
+            finally:
+                self._release()
 
         return handle
 
@@ -93,6 +110,7 @@ class KServeProxy:
 
         async def handle(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
             await self._check(context)
+            await self._acquire(context)
             call = relay(requests, metadata=_metadata(context))
             try:
                 async for response in call:
@@ -101,5 +119,6 @@ class KServeProxy:
                 await context.abort(exc.code(), exc.details() or "")
             finally:
                 call.cancel()  # the client left: so does Triton's stream
+                self._release()
 
         return handle

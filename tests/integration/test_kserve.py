@@ -27,6 +27,7 @@ def kserve_gateway(triton, tmp_path_factory) -> Iterator[tuple[str, str]]:  # ty
         f"--triton-http-url={triton.http_url}",
         f"--kserve-grpc-port={grpc_port}",
         "--api-key=sekret",
+        "--max-concurrent-requests=1",
     )
     with open(tmp_path_factory.mktemp("kserve") / "gateway.log", "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -112,3 +113,40 @@ def test_grpc_pass_through_unary_and_stream(kserve_gateway) -> None:  # type: ig
     pieces = [result.as_numpy("text_output")[0].decode() for result, _ in received]
     assert len(pieces) > 3 and "".join(pieces) == "You said: Hello there"
     client.close()
+
+
+def test_one_limit_covers_http_and_the_grpc_relay(kserve_gateway) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    import aiohttp
+
+    url, grpc_url = kserve_gateway
+    headers = {"authorization": "Bearer sekret"}
+    body = {
+        "model": "vllm_slow",
+        "messages": [{"role": "user", "content": "go " * 20}],
+        "max_tokens": 40,
+        "stream": True,
+    }
+
+    def grpc_add_sub() -> str:
+        client = grpcclient.InferenceServerClient(grpc_url)
+        inputs, _ = add_sub_inputs(grpcclient)
+        try:
+            client.infer("add_sub", inputs, headers=headers)
+            return "ok"
+        except InferenceServerException as exc:
+            return str(exc)
+        finally:
+            client.close()
+
+    async def scenario() -> tuple[str, str]:
+        async with aiohttp.ClientSession(headers=auth()) as session:
+            async with session.post(f"http://{url}/v1/chat/completions", json=body) as busy:
+                await busy.content.readline()  # the one slot is taken by this stream
+                during = await asyncio.to_thread(grpc_add_sub)
+                await busy.read()
+        return during, await asyncio.to_thread(grpc_add_sub)
+
+    during, after = asyncio.run(scenario())
+    assert "limit" in during and after == "ok"
