@@ -141,11 +141,13 @@ def test_one_limit_covers_http_and_the_grpc_relay(kserve_gateway) -> None:  # ty
             client.close()
 
     async def scenario() -> tuple[str, str]:
-        async with aiohttp.ClientSession(headers=auth()) as session:
-            async with session.post(f"http://{url}/v1/chat/completions", json=body) as busy:
-                await busy.content.readline()  # the one slot is taken by this stream
-                during = await asyncio.to_thread(grpc_add_sub)
-                await busy.read()
+        async with (
+            aiohttp.ClientSession(headers=auth()) as session,
+            session.post(f"http://{url}/v1/chat/completions", json=body) as busy,
+        ):
+            await busy.content.readline()  # the one slot is taken by this stream
+            during = await asyncio.to_thread(grpc_add_sub)
+            await busy.read()
         return during, await asyncio.to_thread(grpc_add_sub)
 
     during, after = asyncio.run(scenario())
