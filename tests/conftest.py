@@ -3,6 +3,7 @@ test client) and as a subprocess (for the openai SDK and signal handling)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -104,6 +105,28 @@ def gateway_command(triton_url: str, port: int, *flags: str) -> list[str]:
         f"--tokenizer={TOKENIZER_DIR}",
         *flags,
     ]
+
+
+def spawn_gateway(triton_url: str, log_dir: Path, *flags: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `python -m gateway` on a free port and wait until it answers; (process, base URL)."""
+    port = free_port()
+    with open(log_dir / f"gateway-{port}.log", "wb") as log:
+        process = subprocess.Popen(gateway_command(triton_url, port, *flags), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health/live", process)
+    except Exception:
+        stop_process(process)
+        raise
+    return process, url
+
+
+@contextlib.contextmanager
+def explicit_triton(*models: str) -> Iterator[LocalTriton]:
+    """A tritonserver in explicit model-control mode with only `models` loaded."""
+    server = stand_in_triton(MODEL_REPOSITORY, model_control_mode="explicit", load_models=models)
+    with server.running():
+        yield server
 
 
 @pytest.fixture(scope="session")

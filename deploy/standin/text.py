@@ -13,6 +13,7 @@ USER_MARK = "<|user|>\n"
 END_MARK = "<|end|>"
 OPENINGS = ("You said: ", "I heard: ", "Echo: ", "Repeating: ")
 RAW_PREFIX = "/raw "  # a user turn starting with this is repeated verbatim, without an opening
+FAIL_PREFIX = "/fail"  # a user turn starting with this makes the vLLM stand-in raise mid-generation
 
 
 class StandInTokenizer:

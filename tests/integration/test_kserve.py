@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 
 import numpy as np
@@ -13,27 +12,24 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from gateway.localtriton import free_port
-from tests.conftest import gateway_command, stop_process, wait_for_http
+from tests.conftest import spawn_gateway, stop_process
 
 
 @pytest.fixture(scope="module")
 def kserve_gateway(triton, tmp_path_factory) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
     """A gateway with the KServe frontends and an API key; yields (HTTP host:port, gRPC host:port)."""
-    port, grpc_port = free_port(), free_port()
-    command = gateway_command(
+    grpc_port = free_port()
+    process, url = spawn_gateway(
         triton.grpc_url,
-        port,
+        tmp_path_factory.mktemp("kserve"),
         "--enable-kserve-frontends",
         f"--triton-http-url={triton.http_url}",
         f"--kserve-grpc-port={grpc_port}",
         "--api-key=sekret",
         "--max-concurrent-requests=1",
     )
-    with open(tmp_path_factory.mktemp("kserve") / "gateway.log", "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/health/live", process)
-        yield f"127.0.0.1:{port}", f"127.0.0.1:{grpc_port}"
+        yield url.removeprefix("http://"), f"127.0.0.1:{grpc_port}"
     finally:
         stop_process(process)
 

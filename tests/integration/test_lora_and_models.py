@@ -13,9 +13,8 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from gateway.app import create_app
-from gateway.demo import stand_in_triton
 from gateway.localtriton import LocalTriton
-from tests.conftest import MODEL_REPOSITORY, sse_events, user
+from tests.conftest import explicit_triton, sse_events, user
 
 
 async def test_adapters_are_listed_with_their_parent(client) -> None:
@@ -66,15 +65,14 @@ async def test_load_and_unload_need_explicit_mode(client) -> None:
 
 
 @pytest.fixture(scope="module")
-def explicit_triton() -> Iterator[LocalTriton]:
-    server = stand_in_triton(MODEL_REPOSITORY, model_control_mode="explicit", load_models=("vllm_model",))
-    with server.running():
+def explicit_model_triton() -> Iterator[LocalTriton]:
+    with explicit_triton("vllm_model") as server:
         yield server
 
 
-async def test_load_unload_and_changes_made_on_triton_directly(aiohttp_client, settings, explicit_triton) -> None:  # type: ignore[no-untyped-def]
+async def test_load_unload_and_changes_made_on_triton_directly(aiohttp_client, settings, explicit_model_triton) -> None:  # type: ignore[no-untyped-def]
     client = await aiohttp_client(
-        create_app(replace(settings, triton_url=explicit_triton.grpc_url, model_refresh_interval=0.3))
+        create_app(replace(settings, triton_url=explicit_model_triton.grpc_url, model_refresh_interval=0.3))
     )
 
     async def listed() -> set[str]:
@@ -96,7 +94,7 @@ async def test_load_unload_and_changes_made_on_triton_directly(aiohttp_client, s
 
     # Loaded on Triton directly: a request naming it finds it (an unknown name refreshes the
     # registry, at most once a second so a burst of bogus names costs one refresh)...
-    channel_stub = pb_grpc.GRPCInferenceServiceStub(grpc.aio.insecure_channel(explicit_triton.grpc_url))
+    channel_stub = pb_grpc.GRPCInferenceServiceStub(grpc.aio.insecure_channel(explicit_model_triton.grpc_url))
     await channel_stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="vllm_slow"))
     await asyncio.sleep(1.1)
     fast = {"model": "vllm_slow", "messages": user("hi"), "max_tokens": 2}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import subprocess
 import time
 import uuid
 from dataclasses import replace
@@ -15,8 +14,7 @@ import aiohttp
 import pytest
 
 from gateway.app import create_app
-from gateway.localtriton import free_port
-from tests.conftest import gateway_command, sse_events, stop_process, user, wait_for_http
+from tests.conftest import spawn_gateway, sse_events, stop_process, user
 
 CHAT = {"model": "vllm_model", "messages": user("Hello there"), "temperature": 0}
 SLOW = {"model": "vllm_slow", "messages": user("keep going " * 30), "max_tokens": 200}
@@ -138,17 +136,13 @@ async def test_metrics_cover_requests_tokens_and_latency(aiohttp_client, setting
 
 
 def test_sigterm_lets_in_flight_streams_finish(triton, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    port = free_port()
-    command = gateway_command(triton.grpc_url, port, "--shutdown-timeout=20")
-    with open(tmp_path / "gateway.log", "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    process, url = spawn_gateway(triton.grpc_url, tmp_path, "--shutdown-timeout=20")
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/health/live", process)
 
         async def stream_then_terminate() -> bytes:
             async with aiohttp.ClientSession() as session:
                 body = {**SLOW, "max_tokens": 40, "stream": True}
-                async with session.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body) as response:
+                async with session.post(f"{url}/v1/chat/completions", json=body) as response:
                     await response.content.readline()
                     process.send_signal(signal.SIGTERM)
                     return await response.read()
@@ -165,3 +159,28 @@ async def test_inference_routes_are_limited_but_health_is_not(aiohttp_client, se
     client = await app_client(aiohttp_client, settings, max_concurrent_requests=1, api_keys=("k",))
     assert (await client.get("/health/ready")).status == 200
     assert (await client.post(path, json={})).status == 401
+
+
+def test_sigterm_cancels_what_outlives_the_shutdown_timeout(triton, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    process, url = spawn_gateway(triton.grpc_url, tmp_path, "--shutdown-timeout=1")
+    request_id = f"shutdown-{uuid.uuid4().hex}"
+    try:
+
+        async def stream_then_terminate() -> bytes:
+            async with aiohttp.ClientSession() as session:
+                body = {**SLOW, "stream": True}  # ~5 s of tokens: longer than the shutdown timeout
+                async with session.post(
+                    f"{url}/v1/chat/completions", json=body, headers={"X-Request-Id": request_id}
+                ) as response:
+                    await response.content.readline()
+                    process.send_signal(signal.SIGTERM)
+                    try:
+                        return await response.read()
+                    except aiohttp.ClientPayloadError:
+                        return b"cut"
+
+        asyncio.run(stream_then_terminate())
+        assert process.wait(30) == 0
+        assert asyncio.run(_log_has(triton, f"Cancelling the request {request_id}"))  # cancelled on Triton too
+    finally:
+        stop_process(process)

@@ -18,7 +18,8 @@ protocol with the same quirks, so the gateway cannot tell it apart on the wire:
 
 Instead of a neural network it "generates" a reply that repeats the last user turn:
 "You said: <text>", one BPE token per step, followed by the end-of-sequence token (a turn
-starting with "/raw " is repeated verbatim, so tests can script the model's exact output). With
+starting with "/raw " is repeated verbatim, so tests can script the model's exact output; one
+starting with "/fail" makes it raise after three tokens). With
 `temperature > 0` the opening words are drawn at random (reproducibly with `seed`).
 Knobs for tests live under the `stand_in` key of `model.json`:
 `token_delay_ms` (pause before each token) and `tokens_per_response` (streaming batch size).
@@ -41,7 +42,7 @@ import triton_python_backend_utils as pb_utils
 sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 from standin.decoupled import AsyncDecoupledModel
 from standin.generation import Generation
-from standin.text import StandInTokenizer, guided_reply, last_user_turn, reply_for, resolve
+from standin.text import FAIL_PREFIX, StandInTokenizer, guided_reply, last_user_turn, reply_for, resolve
 
 # vLLM SamplingParams fields and the callable the vLLM backend coerces each with.
 _SCALAR_PARAMS: dict[str, type] = {
@@ -233,6 +234,7 @@ class TritonPythonModel(AsyncDecoupledModel):
             reply += f" [{len(images)} image{'s' if len(images) > 1 else ''}: {', '.join(images)}]"
         generation = Generation(self.tokenizer, prompt_ids, reply, params, self.max_model_len)
 
+        failing = last_user_turn(prompt).startswith(FAIL_PREFIX)  # tests make the model raise this way
         request_id = request.request_id()
         sent_upto = 0  # characters of generation.text already sent (streaming)
         pending_tokens = 0
@@ -255,6 +257,8 @@ class TritonPythonModel(AsyncDecoupledModel):
                 break
             generation.step()
             pending_tokens += 1
+            if failing and len(generation.token_ids) >= 3:
+                raise RuntimeError("stand-in failure after 3 tokens")
             if stream and (generation.finished or pending_tokens >= self.tokens_per_response):
                 visible = generation.visible_text()
                 outputs = self._outputs(
