@@ -17,13 +17,13 @@ from gateway.backends.base import Delta
 from gateway.engine import Generation
 from gateway.errors import InvalidRequest
 from gateway.http.body import decode_body
-from gateway.http.choices import plan_choices, total_usage
+from gateway.http.choices import plan_choices
 from gateway.http.logprobs import chat_logprobs
-from gateway.http.middleware import MODEL_NAME, REQUEST_ID, within_deadline
+from gateway.http.middleware import MODEL_NAME, REQUEST_ID
 from gateway.http.resolve import resolve_target
 from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import GatewayState, state_of
-from gateway.http.streaming import record_usage, serve_stream
+from gateway.http.streaming import generate_choices, serve_stream
 from gateway.http.tools import ToolPlan, apply_to_text, plan_tools, with_tool_calls
 from gateway.settings import per_model
 from gateway.sse import ChunkFramer, frame
@@ -214,7 +214,6 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     requests = [choice.request for choice in choices]
 
     if body.stream:
-        options = body.stream_options
         deltas = state.engine.stream_many(model, requests, tokenizer)
         if tools.fmt is not None:
             deltas = with_tool_calls(deltas, tools, len(choices))
@@ -224,18 +223,11 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
             deltas,
             ChatStreamFormatter(request_id, created, body.model),
             tokenizer=tokenizer,
-            include_usage=options is not None and options.include_usage,
-            continuous_usage=options is not None and options.include_usage and options.continuous_usage_stats,
-            check_output=structured.check_output if structured.checks_output else None,
+            options=body.stream_options,
+            structured=structured,
         )
 
-    async with within_deadline(request):
-        results = await state.engine.generate_many(model, requests, tokenizer)
-    for choice, result in zip(choices, results, strict=True):
-        structured.check_output(result.text)
-        choice.record(result)
-    usage = total_usage(choices, tokenizer)
-    record_usage(state.metrics, model.name, usage)
+    results, usage = await generate_choices(request, choices, model, tokenizer, structured)
     completion = ChatCompletion(
         id=request_id,
         created=created,

@@ -12,13 +12,13 @@ from gateway.backends.base import Delta, TokenizerTools
 from gateway.engine import Generation
 from gateway.errors import BadGateway, InvalidRequest
 from gateway.http.body import decode_body
-from gateway.http.choices import Choice, plan_choices, total_usage
+from gateway.http.choices import Choice, plan_choices
 from gateway.http.logprobs import completion_logprobs
-from gateway.http.middleware import MODEL_NAME, REQUEST_ID, within_deadline
+from gateway.http.middleware import MODEL_NAME, REQUEST_ID
 from gateway.http.resolve import resolve_target
 from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import state_of
-from gateway.http.streaming import record_usage, serve_stream
+from gateway.http.streaming import generate_choices, serve_stream
 from gateway.sse import ChunkFramer, frame
 from gateway.structured import StructuredOutput
 from schemas.requests import CompletionRequest
@@ -125,7 +125,6 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     requests = [choice.request for choice in choices]
 
     if body.stream:
-        options = body.stream_options
         echoes = [choice.request.prompt for choice in choices] if body.echo else None
         return await serve_stream(
             request,
@@ -133,20 +132,14 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
             state.engine.stream_many(model, requests, tokenizer),
             CompletionStreamFormatter(request_id, created, body.model, echoes),
             tokenizer=tokenizer,
-            include_usage=options is not None and options.include_usage,
-            continuous_usage=options is not None and options.include_usage and options.continuous_usage_stats,
-            check_output=structured.check_output if structured.checks_output else None,
+            options=body.stream_options,
+            structured=structured,
         )
 
-    async with within_deadline(request):
-        results = await state.engine.generate_many(model, requests, tokenizer)
-    for choice, result in zip(choices, results, strict=True):
-        structured.check_output(result.text)
-        choice.record(result)
+    # Every best_of candidate was generated, so each one counts in the usage.
+    results, usage = await generate_choices(request, choices, model, tokenizer, structured)
     candidates = list(zip(choices, results, strict=True))
     shown = best_candidates(candidates, body.n) if best_of > body.n else candidates
-    usage = total_usage(choices, tokenizer)  # every best_of candidate was generated, so each one counts
-    record_usage(state.metrics, model.name, usage)
     completion = Completion(
         id=request_id,
         created=created,

@@ -6,18 +6,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from aiohttp import web
 
 from gateway.backends.base import Delta, TokenizerTools
+from gateway.engine import Generation
 from gateway.errors import APIError, BadGateway
 from gateway.http.choices import Choice, total_usage
-from gateway.http.middleware import DEADLINE, MODEL_NAME, STARTED, GatewayTimeout
+from gateway.http.middleware import DEADLINE, MODEL_NAME, STARTED, GatewayTimeout, within_deadline
 from gateway.http.state import state_of
 from gateway.metrics import Metrics
 from gateway.sse import DONE, error_frame, open_event_stream
+from gateway.structured import StructuredOutput
+from gateway.triton.registry import ModelInfo
+from schemas.requests import StreamOptions
 from schemas.responses import Usage
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,26 @@ async def _next_delta(deltas: AsyncGenerator[tuple[int, Delta], None], deadline:
         raise GatewayTimeout("The request took longer than the gateway's request timeout.") from None
 
 
+async def generate_choices(
+    request: web.Request,
+    choices: list[Choice],
+    model: ModelInfo,
+    tokenizer: TokenizerTools | None,
+    structured: StructuredOutput,
+) -> tuple[list[Generation], Usage | None]:
+    """Run every choice to its end within the request's deadline: the results, and the usage
+    (each prompt once, every choice's completion; recorded in the metrics)."""
+    state = state_of(request)
+    async with within_deadline(request):
+        results = await state.engine.generate_many(model, [choice.request for choice in choices], tokenizer)
+    for choice, result in zip(choices, results, strict=True):
+        structured.check_output(result.text)
+        choice.record(result)
+    usage = total_usage(choices, tokenizer)
+    record_usage(state.metrics, model.name, usage)
+    return results, usage
+
+
 def record_usage(metrics: Metrics, model: str, usage: Usage | None) -> None:
     if usage is not None:
         metrics.prompt_tokens.labels(model).inc(usage.prompt_tokens)
@@ -63,17 +87,19 @@ async def serve_stream(
     formatter: StreamFormatter,
     *,
     tokenizer: TokenizerTools | None,
-    include_usage: bool,
-    continuous_usage: bool = False,
-    check_output: Callable[[str], None] | None = None,
+    options: StreamOptions | None,
+    structured: StructuredOutput,
 ) -> web.StreamResponse:
     """Stream the choices' deltas as SSE, each chunk tagged with its choice index.
 
     An error before the first delta is an ordinary JSON error response (the status still
     means something then); later errors become an error event followed by [DONE]. Leaving
     early (client gone) closes `deltas`, which cancels every choice's request on Triton.
-    `continuous_usage` puts the usage so far on every chunk; `check_output` judges each
-    choice's whole text when it ends (strict structured outputs)."""
+    `options` may ask for usage at the end or on every chunk; a strict `structured` output
+    judges each choice's whole text when it ends."""
+    include_usage = options is not None and options.include_usage
+    continuous_usage = include_usage and options is not None and options.continuous_usage_stats
+    check_output = structured.check_output if structured.checks_output else None
     deadline = request.get(DEADLINE)
     metrics = state_of(request).metrics
     model = request.get(MODEL_NAME, "")
