@@ -158,5 +158,5 @@ class EmbeddingRequest(msgspec.Struct, kw_only=True):
     # a string, strings, token ids, or lists of token ids
     input: str | list[str | int | list[int]]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Annotated[int, Meta(ge=1)] | None = None
+    dimensions: Annotated[int, Meta(ge=1, le=65536)] | None = None  # bounded: backends allocate it
     user: str | None = None

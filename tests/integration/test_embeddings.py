@@ -63,3 +63,10 @@ async def test_bad_inputs(client, payload, param: str) -> None:  # type: ignore[
     response = await client.post("/v1/embeddings", json={"model": "vllm_embed", "input": payload})
     assert response.status == 400
     assert (await response.json())["error"]["param"] == param
+
+
+async def test_dimensions_are_bounded(client) -> None:
+    # An unbounded size would let one request make the backend allocate without limit.
+    response = await client.post("/v1/embeddings", json={"model": "vllm_embed", "input": "hi", "dimensions": 2**40})
+    assert response.status == 400
+    assert (await response.json())["error"]["param"] == "dimensions"
