@@ -77,7 +77,11 @@ def http(gateway_process: str) -> httpx.Client:
         yield client
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Derandomized: the same 600 hostile cases on every run, so CI is reproducible (set
+# derandomize=False locally to hunt for new ones).
+@settings(
+    max_examples=600, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(case=bodies())
 def test_hostile_bodies_get_4xx_envelopes(http: httpx.Client, case: tuple[str, bytes, dict[str, str]]) -> None:
     path, raw, headers = case
