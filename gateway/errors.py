@@ -36,6 +36,12 @@ class InvalidRequest(APIError):
     error_type = "invalid_request_error"
 
 
+class Unauthorized(APIError):
+    status = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
 class NotFound(APIError):
     status = 404
     error_type = "invalid_request_error"
@@ -61,6 +67,12 @@ class PayloadTooLarge(APIError):
     default_code = "request_too_large"
 
 
+class TooManyRequests(APIError):
+    status = 429
+    error_type = "rate_limit_error"
+    default_code = "too_many_requests"
+
+
 class BackendError(APIError):
     """Triton or the model's backend reported an error for this request."""
 
@@ -80,6 +92,11 @@ class BackendUnavailable(APIError):
 
     status = 503
     default_code = "backend_unavailable"
+
+
+class GatewayTimeout(APIError):
+    status = 504
+    default_code = "timeout"
 
 
 def encode_error(body: ErrorBody) -> bytes:

@@ -16,7 +16,15 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from gateway.errors import APIError, MethodNotAllowed, NotFound, PayloadTooLarge
+from gateway.errors import (
+    APIError,
+    GatewayTimeout,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
 from gateway.logs import request_id_var
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -44,23 +52,6 @@ def api_group(path: str) -> str | None:
     if path.startswith("/health"):
         return "health"
     return None
-
-
-class Unauthorized(APIError):
-    status = 401
-    error_type = "invalid_request_error"
-    default_code = "invalid_api_key"
-
-
-class TooManyRequests(APIError):
-    status = 429
-    error_type = "rate_limit_error"
-    default_code = "too_many_requests"
-
-
-class GatewayTimeout(APIError):
-    status = 504
-    default_code = "timeout"
 
 
 def error_response(error: APIError, request: web.Request | None = None) -> web.Response:

@@ -13,9 +13,9 @@ from aiohttp import web
 
 from gateway.backends.base import Delta, TokenizerTools
 from gateway.engine import Generation
-from gateway.errors import APIError, BadGateway
+from gateway.errors import APIError, BadGateway, GatewayTimeout
 from gateway.http.choices import Choice, total_usage
-from gateway.http.middleware import DEADLINE, MODEL_NAME, STARTED, GatewayTimeout, within_deadline
+from gateway.http.middleware import DEADLINE, MODEL_NAME, STARTED, within_deadline
 from gateway.http.state import state_of
 from gateway.metrics import Metrics
 from gateway.sse import DONE, error_frame, open_event_stream
