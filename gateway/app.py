@@ -75,7 +75,7 @@ def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity):  # typ
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         tokenizers = TokenizerStore(settings.tokenizer, settings.chat_template)
         await tokenizers.preload()
-        client = TritonClient(settings.triton_url)
+        client = TritonClient(settings.triton_url, channels=settings.grpc_channels)
         engine = Engine(client, BackendOptions(structured_outputs_keys=settings.structured_outputs_key))
         registry = ModelRegistry(
             client,
@@ -118,8 +118,11 @@ def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity):  # typ
     return lifecycle
 
 
-def run(settings: Settings, announce: Callable[[web.Application], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; `announce` runs once the port is open."""
+def run(
+    settings: Settings, announce: Callable[[web.Application], None] | None = None, *, reuse_port: bool = False
+) -> None:
+    """Serve until SIGINT/SIGTERM; `announce` runs once the port is open. `reuse_port` lets
+    several worker processes listen on the same port."""
     app = create_app(settings)
 
     def started(_: str) -> None:
@@ -138,6 +141,7 @@ def run(settings: Settings, announce: Callable[[web.Application], None] | None =
         # On SIGTERM: stop accepting, give in-flight requests this long, then cancel them
         # (which cancels their Triton requests).
         shutdown_timeout=settings.shutdown_timeout,
+        reuse_port=reuse_port or None,
     )
 
 

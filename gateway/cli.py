@@ -12,6 +12,7 @@ from gateway.backends.base import STRUCTURED_OUTPUTS_KEYS
 from gateway.logs import configure_logging
 from gateway.settings import Settings
 from gateway.triton.flavours import BackendFamily
+from gateway.triton.targets import TargetError, parse_target
 
 ENV_PREFIX = "GATEWAY_"
 
@@ -34,6 +35,14 @@ def _port(text: str) -> int:
     return value
 
 
+def _target(text: str) -> str:
+    try:
+        parse_target(text)
+    except TargetError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="triton-openai-gateway",
@@ -46,8 +55,29 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(name, help=f"{help_text} [env: {variable}]", **kwargs)
 
     defaults = Settings()
-    flag("--triton-url", "gRPC address of tritonserver (HOST:PORT)", default=defaults.triton_url, metavar="HOST:PORT")
+    flag(
+        "--triton-url",
+        "gRPC target of tritonserver: HOST:PORT, or several Tritons balanced by gRPC (round_robin, health-checked): "
+        "ipv4:HOST:PORT,HOST:PORT / ipv6:[ADDR]:PORT,... / dns:///NAME:PORT (every address NAME resolves to)",
+        type=_target,
+        default=defaults.triton_url,
+        metavar="TARGET",
+    )
+    flag(
+        "--grpc-channels",
+        "gRPC channels (each with its own connection to every Triton) that requests take in turn",
+        type=_positive_int,
+        default=defaults.grpc_channels,
+        metavar="N",
+    )
     flag("--host", "address to listen on", default=defaults.host)
+    flag(
+        "--workers",
+        "gateway processes sharing the port (SO_REUSEPORT); one per spare core scales throughput",
+        type=_positive_int,
+        default=defaults.workers,
+        metavar="N",
+    )
     flag("--openai-port", "port of the OpenAI API", type=_port, default=defaults.openai_port)
     flag(
         "--tokenizer",
@@ -236,6 +266,8 @@ def parse_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | 
     args = parser.parse_args(argv)
     return Settings(
         triton_url=args.triton_url,
+        grpc_channels=args.grpc_channels,
+        workers=args.workers,
         host=args.host,
         openai_port=args.openai_port,
         tokenizer=tuple(args.tokenizer or ()),
@@ -309,6 +341,11 @@ def _structured_outputs_keys(parser: argparse.ArgumentParser, specs: Sequence[st
 def main(argv: Sequence[str] | None = None) -> None:
     settings = parse_settings(argv)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1:
+        from gateway.workers import supervise
+
+        supervise(settings)
+        return
     from gateway.app import run
 
     run(settings)

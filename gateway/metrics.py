@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _TOKEN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
@@ -16,7 +18,12 @@ class Metrics:
         self.requests = Counter(
             "gateway_requests", "HTTP requests answered", ["route", "model", "status"], registry=self.registry
         )
-        self.in_flight = Gauge("gateway_requests_in_flight", "Requests being served", registry=self.registry)
+        self.in_flight = Gauge(
+            "gateway_requests_in_flight",
+            "Requests being served",
+            registry=self.registry,
+            multiprocess_mode="livesum",  # with --workers: the sum over live workers
+        )
         self.e2e = Histogram(
             "gateway_request_duration_seconds",
             "End-to-end request time",
@@ -52,4 +59,8 @@ class Metrics:
         )
 
     def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # --workers: every worker's values, added up
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return bytes(generate_latest(registry))
         return bytes(generate_latest(self.registry))

@@ -11,7 +11,9 @@ from gateway.triton.flavours import BackendFamily
 
 @dataclass(frozen=True)
 class Settings:
-    triton_url: str = "127.0.0.1:8001"
+    triton_url: str = "127.0.0.1:8001"  # a gRPC target: one Triton or several
+    grpc_channels: int = 2
+    workers: int = 1
     host: str = "0.0.0.0"
     openai_port: int = 9000
     tokenizer: tuple[str, ...] = ()

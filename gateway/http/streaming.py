@@ -111,6 +111,9 @@ async def serve_stream(
         write = response.write
         started: set[int] = set()
         unfinished = len(choices)
+        # The frames of one delta (a choice's opening, its chunk; at the end the usage and
+        # [DONE]) go out in one write: one syscall and one chunk of the HTTP body.
+        out = bytearray()
         try:
             while True:
                 choice = choices[index]
@@ -118,7 +121,7 @@ async def serve_stream(
                     started.add(index)
                     opening = formatter.opening(index)
                     if opening is not None:
-                        await write(opening)
+                        out += opening
                 choice.tracker.add(delta)
                 offset = choice.length
                 if delta.text:
@@ -126,13 +129,16 @@ async def serve_stream(
                 finish_reason = delta.finish_reason
                 if delta.text or finish_reason is not None or delta.logprobs or delta.tool_calls:
                     usage = total_usage(choices, tokenizer) if continuous_usage else None
-                    await write(formatter.chunk(index, delta, usage, offset))
+                    out += formatter.chunk(index, delta, usage, offset)
                 if finish_reason is not None:
                     if check_output is not None:
                         check_output(choice.text)
                     unfinished -= 1
                     if not unfinished:
                         break
+                if out:
+                    await write(bytes(out))
+                    out.clear()
                 index, delta = await _next_delta(deltas, deadline)
                 now = time.perf_counter()
                 metrics.itl.labels(model).observe(now - last_chunk)
@@ -140,14 +146,15 @@ async def serve_stream(
             usage = total_usage(choices, tokenizer)
             record_usage(metrics, model, usage)
             if include_usage:
-                await write(formatter.usage_chunk(usage))
+                out += formatter.usage_chunk(usage)
         except APIError as error:
             log.warning("stream of %s failed midway: %s", request.path, error.message)
-            await write(error_frame(error))
+            out += error_frame(error)
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception:
             log.exception("stream of %s failed midway", request.path)
-            await write(error_frame(APIError("The gateway failed while streaming.", code="internal_error")))
-        await write(DONE)
+            out += error_frame(APIError("The gateway failed while streaming.", code="internal_error"))
+        out += DONE
+        await write(bytes(out))
     return response

@@ -4,24 +4,32 @@ The stubs (not tritonclient's aio helper) are used because only they can set the
 `triton_enable_empty_final_response` parameter, and they hand back raw tensor bytes without
 a numpy round trip. Each inference is its own `ModelStreamInfer` call, so cancelling the
 call cancels exactly that request inside Triton.
+
+Several Tritons behind one target are balanced by gRPC (round_robin with health checks);
+the client only narrows a model's requests to the Tritons that have it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeAlias
 
 import grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from gateway.errors import APIError, BackendError, BackendUnavailable, BadGateway, InvalidRequest
+from gateway.triton.targets import SPREAD_SERVICE_CONFIG, Target, parse_target, subset_target
 
 log = logging.getLogger(__name__)
 
 FINAL_FLAG = "triton_final_response"
 EMPTY_FINAL_FLAG = "triton_enable_empty_final_response"
+Stub: TypeAlias = pb_grpc.GRPCInferenceServiceStub
 
 
 class TritonErrorMessage(Exception):
@@ -33,98 +41,236 @@ class TritonErrorMessage(Exception):
         self.message = message
 
 
-class TritonClient:
-    """One gRPC channel to one Triton, shared by every request."""
+class ChannelPool:
+    """`size` channels to one target, each with connections of its own, taken in turn:
+    one HTTP/2 connection carrying every stream becomes a bottleneck under load."""
 
-    def __init__(self, url: str, *, max_message_bytes: int = 256 * 1024 * 1024) -> None:
-        self.url = url
-        options = [
+    def __init__(self, target: str, size: int, max_message_bytes: int, spread: bool) -> None:
+        options: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
             # Reconnect quickly after a Triton restart (gRPC's default backoff grows to 2 min).
             ("grpc.initial_reconnect_backoff_ms", 250),
             ("grpc.min_reconnect_backoff_ms", 250),
             ("grpc.max_reconnect_backoff_ms", 2000),
+            # Without it, channels with equal options share one connection.
+            ("grpc.use_local_subchannel_pool", 1),
         ]
-        self._channel = grpc.aio.insecure_channel(url, options=options)
-        self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
+        if spread:
+            options.append(("grpc.service_config", SPREAD_SERVICE_CONFIG))
+        self.target = target
+        self._channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(max(1, size))]
+        self._turns = itertools.cycle([(channel, Stub(channel)) for channel in self._channels])
+
+    def stub(self) -> Stub:
+        """The next connected channel's stub (after a Triton restart the channels reconnect
+        one by one); the next one in turn when none is."""
+        for _ in self._channels:
+            channel, stub = next(self._turns)
+            if channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
+                return stub
+        return stub
+
+    async def close(self, grace: float | None = None) -> None:
+        """Close the channels; with `grace`, calls under way get that long to finish."""
+        await asyncio.gather(*(channel.close(grace=grace) for channel in self._channels))
+
+
+class TritonClient:
+    """Every request's way to Triton: one server or several behind one gRPC target."""
+
+    def __init__(self, url: str, *, channels: int = 2, max_message_bytes: int = 256 * 1024 * 1024) -> None:
+        self.url = url
+        self._target: Target = parse_target(url)
+        self._size = channels
+        self._max_message_bytes = max_message_bytes
+        self._pool = ChannelPool(url, channels, max_message_bytes, self._target.spread)
+        # Several Tritons only: one channel per endpoint to ask it what it serves, which
+        # Tritons serve each model, and pools for models that only some Tritons have.
+        self._endpoint_pools: dict[str, ChannelPool] = {}
+        self._model_endpoints: dict[str, frozenset[str]] = {}
+        self._answering: frozenset[str] = frozenset()
+        self._subset_pools: dict[frozenset[str], ChannelPool] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
-        await self._channel.close(grace=None)
+        pools = [self._pool, *self._endpoint_pools.values(), *self._subset_pools.values()]
+        await asyncio.gather(*(pool.close() for pool in pools))
+        for task in self._retiring:
+            task.cancel()
+
+    def _stub_for(self, model: str) -> Stub:
+        """A stub whose channels reach only Tritons that serve `model`."""
+        endpoints = self._model_endpoints.get(model)
+        if endpoints is None or endpoints == self._answering:
+            return self._pool.stub()
+        pool = self._subset_pools.get(endpoints)
+        if pool is None:
+            target = subset_target(tuple(sorted(endpoints)))
+            if target is None:  # no gRPC scheme for this set: let the whole target serve it
+                return self._pool.stub()
+            pool = self._subset_pools[endpoints] = ChannelPool(target, 1, self._max_message_bytes, True)
+        return pool.stub()
 
     async def is_ready(self, timeout: float = 2.0) -> bool:
-        """True when Triton answers ServerReady with ready=true."""
+        """True when Triton (any of them) answers ServerReady with ready=true."""
         try:
-            reply = await self._stub.ServerReady(pb.ServerReadyRequest(), timeout=timeout)
+            reply = await self._pool.stub().ServerReady(pb.ServerReadyRequest(), timeout=timeout)
         except grpc.aio.AioRpcError:
             return False
         return bool(reply.ready)
 
     async def repository_index(self, timeout: float = 5.0) -> list[pb.RepositoryIndexResponse.ModelIndex]:
+        """Every model of every Triton (one entry per Triton that has it)."""
+        if not self._target.spread:
+            return await self._index(self._pool.stub(), timeout)
+        return await self._spread_index(timeout)
+
+    async def _index(self, stub: Stub, timeout: float) -> list[pb.RepositoryIndexResponse.ModelIndex]:
         try:
-            reply = await self._stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=False), timeout=timeout)
+            reply = await stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=False), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, self.url) from None
         return list(reply.models)
 
+    async def _spread_index(self, timeout: float) -> list[pb.RepositoryIndexResponse.ModelIndex]:
+        try:
+            endpoints = await self._target.resolve()
+        except OSError as exc:
+            raise BackendUnavailable(f"The inference servers' name did not resolve ({exc}).") from None
+        await self._follow(endpoints)
+        replies = await asyncio.gather(
+            *(self._index(self._endpoint_pools[endpoint].stub(), timeout) for endpoint in endpoints),
+            return_exceptions=True,
+        )
+        entries: list[pb.RepositoryIndexResponse.ModelIndex] = []
+        served: dict[str, set[str]] = {}
+        answering = set()
+        for endpoint, reply in zip(endpoints, replies, strict=True):
+            if isinstance(reply, BaseException):
+                log.debug("Triton at %s did not answer: %s", endpoint, reply)
+                continue
+            answering.add(endpoint)
+            entries += reply
+            for entry in reply:
+                if entry.state == "READY":
+                    served.setdefault(entry.name, set()).add(endpoint)
+        if not answering:
+            raise BackendUnavailable("None of the inference servers is reachable; try again shortly.")
+        self._answering = frozenset(answering)
+        self._model_endpoints = {name: frozenset(where) for name, where in served.items()}
+        self._drop_unused_subsets()
+        return entries
+
+    async def _follow(self, endpoints: tuple[str, ...]) -> None:
+        """Keep one channel per current endpoint. When a DNS name gains addresses, the main
+        channels are replaced too, since gRPC re-resolves names only after a failure."""
+        known = set(self._endpoint_pools)
+        for endpoint in known - set(endpoints):
+            await self._endpoint_pools.pop(endpoint).close()
+        for endpoint in set(endpoints) - known:
+            self._endpoint_pools[endpoint] = ChannelPool(endpoint, 1, self._max_message_bytes, False)
+        if self._target.dns_name is not None and known and set(endpoints) - known:
+            log.info("Triton endpoints of %s are now %s", self.url, ", ".join(endpoints))
+            self._retire(self._pool)
+            self._pool = ChannelPool(self.url, self._size, self._max_message_bytes, True)
+
+    def _drop_unused_subsets(self) -> None:
+        used = set(self._model_endpoints.values())
+        for endpoints in [key for key in self._subset_pools if key not in used]:
+            self._retire(self._subset_pools.pop(endpoints))
+
+    def _retire(self, pool: ChannelPool) -> None:
+        """Close `pool` once the streams it carries have ended (new ones go elsewhere)."""
+        task = asyncio.create_task(pool.close(grace=24 * 3600))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
     async def model_config(self, name: str, version: str = "", timeout: float = 5.0) -> pb.ModelConfig:
         try:
-            reply = await self._stub.ModelConfig(pb.ModelConfigRequest(name=name, version=version), timeout=timeout)
+            reply = await self._stub_for(name).ModelConfig(
+                pb.ModelConfigRequest(name=name, version=version), timeout=timeout
+            )
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, self.url) from None
         return reply.config
 
     async def load_model(self, name: str, timeout: float = 300.0) -> None:
-        await self._repository_call(
-            self._stub.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name=name), timeout
-        )
+        """Load `name` (on every Triton of the target)."""
+        request = pb.RepositoryModelLoadRequest(model_name=name)
+        await self._on_every_triton(lambda stub: stub.RepositoryModelLoad(request, timeout=timeout))
 
     async def unload_model(self, name: str, timeout: float = 60.0) -> None:
         request = pb.RepositoryModelUnloadRequest(model_name=name)
-        await self._repository_call(self._stub.RepositoryModelUnload, request, timeout)
+        await self._on_every_triton(lambda stub: stub.RepositoryModelUnload(request, timeout=timeout))
 
-    async def _repository_call(self, method: Any, request: Any, timeout: float) -> None:
-        try:
-            await method(request, timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            details = exc.details() or ""
-            if "not allowed" in details or "model control mode" in details.lower():
-                raise InvalidRequest(
-                    "Triton is not in explicit model-control mode, so models cannot be loaded or unloaded "
-                    "through it (start tritonserver with --model-control-mode=explicit).",
-                    code="model_control_disabled",
-                ) from None
-            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL):
-                raise InvalidRequest(
-                    f"Triton could not do it: {details}", param="model", code="model_control_failed"
-                ) from None
-            raise rpc_error(exc, self.url) from None
+    async def _on_every_triton(self, call: Callable[[Stub], Awaitable[Any]]) -> None:
+        if not self._target.spread:
+            stubs = [self._pool.stub()]
+        else:
+            await self.repository_index()  # the current endpoints
+            stubs = [self._endpoint_pools[endpoint].stub() for endpoint in sorted(self._answering)]
+        results = await asyncio.gather(*(call(stub) for stub in stubs), return_exceptions=True)
+        for result in results:
+            if isinstance(result, grpc.aio.AioRpcError):
+                raise self._repository_error(result)
+            if isinstance(result, BaseException):
+                raise result
+
+    def _repository_error(self, exc: grpc.aio.AioRpcError) -> APIError:
+        details = exc.details() or ""
+        if "not allowed" in details or "model control mode" in details.lower():
+            return InvalidRequest(
+                "Triton is not in explicit model-control mode, so models cannot be loaded or unloaded "
+                "through it (start tritonserver with --model-control-mode=explicit).",
+                code="model_control_disabled",
+            )
+        if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL):
+            return InvalidRequest(f"Triton could not do it: {details}", param="model", code="model_control_failed")
+        return rpc_error(exc, self.url)
 
     def stream(self, request: pb.ModelInferRequest) -> InferenceStream:
         """Open a `ModelStreamInfer` call for one request; use with `async with`."""
         request.parameters[EMPTY_FINAL_FLAG].bool_param = True
-        return InferenceStream(self._stub, request, self.url)
+        return InferenceStream(lambda: self._stub_for(request.model_name), request, self.url)
 
 
 class InferenceStream:
     """The responses of one request. Leaving the `async with` block early cancels the
-    call, which Triton passes on to the model as a cancellation."""
+    call, which Triton passes on to the model as a cancellation.
 
-    def __init__(self, stub: pb_grpc.GRPCInferenceServiceStub, request: pb.ModelInferRequest, url: str) -> None:
-        self._stub = stub
+    A call that fails as unavailable before its first response is sent once more: the
+    Triton it went to is gone or going, and gRPC picks another one if there is one."""
+
+    def __init__(self, stub: Callable[[], Stub], request: pb.ModelInferRequest, url: str) -> None:
+        self._next_stub = stub
         self._request = request
         self._url = url
         self._call: grpc.aio.StreamStreamCall | None = None
+        self._answered = False
+        self._retries = 1
         self.finished = False
 
-    async def __aenter__(self) -> Self:
-        self._call = self._stub.ModelStreamInfer()
+    async def _open(self) -> None:
+        self._call = call = self._next_stub().ModelStreamInfer()
         try:
-            await self._call.write(self._request)
-            await self._call.done_writing()
+            await call.write(self._request)
+            await call.done_writing()
         except grpc.aio.AioRpcError as exc:
-            self._call.cancel()
-            raise rpc_error(exc, self._url) from None
+            call.cancel()
+            if not self._may_retry(exc):
+                raise rpc_error(exc, self._url) from None
+            await self._open()
+
+    def _may_retry(self, exc: grpc.aio.AioRpcError) -> bool:
+        if self._answered or self._retries <= 0 or exc.code() != grpc.StatusCode.UNAVAILABLE:
+            return False
+        self._retries -= 1
+        log.info("Triton went away before answering (%s); sending the request again", exc.details())
+        return True
+
+    async def __aenter__(self) -> Self:
+        await self._open()
         return self
 
     async def __aexit__(
@@ -143,8 +289,12 @@ class InferenceStream:
         try:
             message = await self._call.read()
         except grpc.aio.AioRpcError as exc:
+            if self._may_retry(exc):
+                await self._open()
+                return await self.__anext__()
             self.finished = True
             raise rpc_error(exc, self._url) from None
+        self._answered = True
         if message is grpc.aio.EOF:
             self.finished = True
             raise BadGateway("Triton closed the stream before the model's final response.")

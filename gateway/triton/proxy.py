@@ -12,6 +12,7 @@ import grpc
 from tritonclient.grpc import service_pb2 as pb
 
 from gateway.http.middleware import Capacity
+from gateway.triton.targets import SPREAD_SERVICE_CONFIG, parse_target
 
 log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
@@ -31,10 +32,13 @@ class KServeProxy:
 
     def __init__(self, triton_url: str, api_keys: Sequence[str], capacity: Capacity | None = None) -> None:
         self._capacity = capacity
-        self._channel = grpc.aio.insecure_channel(
-            triton_url,
-            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
-        )
+        options: list[tuple[str, int | str]] = [
+            ("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", -1),
+        ]
+        if parse_target(triton_url).spread:
+            options.append(("grpc.service_config", SPREAD_SERVICE_CONFIG))
+        self._channel = grpc.aio.insecure_channel(triton_url, options=options)
         self._keys = [key.encode() for key in api_keys]
         self._server: grpc.aio.Server | None = None
         self.port = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--open-stream-delay-ms", type=float, default=2000.0)
     parser.add_argument("--model-instances", type=int, default=2, help="Python-backend instances of the model")
     parser.add_argument("--output", type=Path, default=ROOT / "bench-results")
+    parser.add_argument("--gateway-flags", default="", help='extra gateway flags, e.g. "--workers 2 --grpc-channels 4"')
     return parser.parse_args(argv)
 
 
@@ -73,9 +75,10 @@ def model_repository(directory: Path, args: argparse.Namespace) -> None:
         (directory / name / "1" / "model.json").write_text(json.dumps({"bench": {"token_delay_ms": delay}}))
 
 
-def start_gateway(triton_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_gateway(triton_url: str, port: int, log: Path, flags: str = "") -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "gateway", "--triton-url", triton_url, "--host", "127.0.0.1"]
     command += ["--openai-port", str(port), "--tokenizer", str(TOKENIZER), "--log-level", "WARNING"]
+    command += shlex.split(flags)
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
@@ -168,7 +171,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     print("starting tritonserver and the gateway", flush=True)
     await asyncio.to_thread(triton.start)
     port = free_port()
-    gateway = start_gateway(triton.grpc_url, port, workdir / "gateway.log")
+    gateway = start_gateway(triton.grpc_url, port, workdir / "gateway.log", args.gateway_flags)
     gateway_url = f"http://127.0.0.1:{port}"
     try:
         micro = chunks_per_second()
@@ -190,6 +193,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "token_delays_ms": delays(args),
             "seconds_per_cell": args.seconds,
             "model_instances": args.model_instances,
+            "gateway_flags": args.gateway_flags,
         },
         "sse_micro": {name: round(rate) for name, rate in micro.items()},
         "cells": [cell.as_dict() for cell in cells],

@@ -8,11 +8,13 @@ token arrived and when it ended.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from tritonclient.grpc import service_pb2 as pb
@@ -90,18 +92,32 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the workers of a `--workers N` gateway)."""
+    tree = [pid]
+    for member in tree:
+        with contextlib.suppress(FileNotFoundError):
+            tree += [int(child) for child in Path(f"/proc/{member}/task/{member}/children").read_text().split()]
+    return tree
+
+
 def process_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
+    """CPU time (user + system) of `pid` and its live descendants."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(FileNotFoundError), open(f"/proc/{member}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
 
 
 def peak_rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    """The summed peak RSS of `pid` and its descendants."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(FileNotFoundError), open(f"/proc/{member}/status") as status:
+            total += next((int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:")), 0)
+    return total
 
 
 async def run_cell(

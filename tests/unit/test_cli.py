@@ -68,7 +68,17 @@ def test_environment_sets_defaults_and_flags_win() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--openai-port=70000"], ["--default-max-tokens=0"], ["--backend=tgi"], ["--http-max-input-size=-1"]]
+    "argv",
+    [
+        ["--openai-port=70000"],
+        ["--default-max-tokens=0"],
+        ["--backend=tgi"],
+        ["--http-max-input-size=-1"],
+        ["--triton-url=ipv4:triton-a:8001,triton-b:8001"],
+        ["--triton-url=dns:///triton"],
+        ["--workers=0"],
+        ["--grpc-channels=0"],
+    ],
 )
 def test_bad_values_exit_with_usage(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as caught:
