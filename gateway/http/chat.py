@@ -193,7 +193,7 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     if tools.template_tools is not None:
         template_options["tools"] = tools.template_tools
     image_data = await load_images(state, model, images)
-    prompt = state.tokenizers.render_chat(model.name, messages, **template_options)
+    prompt = await state.tokenizers.render_chat_async(model.name, messages, **template_options)
     tokenizer = state.tokenizers.tools(model.name)
     request_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())

@@ -63,6 +63,29 @@ def test_render_and_count() -> None:
     assert tools.round_trip("<|user|>\nhi<|end|>") == "\nhi"  # special tokens dropped
 
 
+async def test_long_conversations_render_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from gateway.chat import template
+
+    threads: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def recording_to_thread(function, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.append(function.__name__)
+        return await to_thread(function, *args, **kwargs)
+
+    monkeypatch.setattr(template.asyncio, "to_thread", recording_to_thread)
+    store = TokenizerStore([TOKENIZER])
+    store.tokenizer("m")  # loaded before, so only rendering is left
+    short = [{"role": "user", "content": "hi"}]
+    long = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"} for i in range(101)]
+    assert await store.render_chat_async("m", short) == store.render_chat("m", short)
+    assert threads == []
+    assert await store.render_chat_async("m", long) == store.render_chat("m", long)
+    assert threads == ["render_chat"]
+
+
 def test_chat_template_flag_replaces_the_tokenizers(tmp_path: Path) -> None:
     template = tmp_path / "t.jinja"
     template.write_text("{% for m in messages %}[{{ m['content'] }}]{% endfor %}")
