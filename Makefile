@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := gateway schemas tests deploy
 RUFF_OPTS := --line-length 120 --target-version py311
 
-.PHONY: install run test unit integration lint format bench bench-aiperf soak clean
+.PHONY: install run test unit integration lint format image-venv bench bench-aiperf soak clean
 
 install: $(STAMP)
 
@@ -20,8 +20,17 @@ $(STAMP): setup.cfg pyproject.toml
 run: install
 	$(PY) -m gateway.demo
 
-test: lint
+test: lint image-venv
 	$(PY) -m pytest -q
+
+# deploy/Dockerfile's builder stage replayed into .venv-image (pip fetches its dependencies
+# here, not in the tests), so tests/deploy can run the image's entry point and health check.
+IMAGE_VENV := .venv-image
+image-venv: $(IMAGE_VENV)/.built
+
+$(IMAGE_VENV)/.built: deploy/Dockerfile setup.cfg pyproject.toml | $(STAMP)
+	$(PY) -m tests.deploy.dockerfile $(IMAGE_VENV)
+	@touch $@
 
 unit: install
 	$(PY) -m pytest -q tests/unit
@@ -58,4 +67,4 @@ bench-aiperf:
 		--artifact-dir $(CURDIR)/bench-results/aiperf
 
 clean:
-	rm -rf $(VENV) $(AIPERF_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results
+	rm -rf $(VENV) $(AIPERF_VENV) $(IMAGE_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results
