@@ -29,7 +29,6 @@ from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 _BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
-_SHM_GLOB = "triton_python_backend_shm_region_*"
 
 
 class TritonStartError(RuntimeError):
@@ -238,6 +237,7 @@ class LocalTriton:
                 process.kill()
                 process.wait()
         if self._workdir is not None:
+            _reap_stubs(self._workdir / "backends")
             shutil.rmtree(self._workdir / "backends", ignore_errors=True)
 
     def cleanup(self) -> None:
@@ -254,6 +254,23 @@ class LocalTriton:
             yield self
         finally:
             self.cleanup()
+
+
+def _reap_stubs(backends: Path) -> None:
+    """Kill the Python-backend stubs a killed server left behind (a stub busy with a request
+    does not notice its server is gone) and remove their shared-memory regions."""
+    prefix = str(backends) + os.sep
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            arguments = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not arguments[0].decode(errors="replace").startswith(prefix):
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(proc.name), signal.SIGKILL)
+        if len(arguments) > 2:  # stub MODEL_PATH SHM_REGION ...
+            Path("/dev/shm", arguments[2].decode(errors="replace")).unlink(missing_ok=True)
 
 
 def _server_environment(wheel: TritonWheel, python_path: Sequence[Path]) -> dict[str, str]:
