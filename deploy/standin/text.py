@@ -58,6 +58,12 @@ def reply_token(reply_ids: list[int], position: int, eos_allowed: bool, eos_id: 
     return reply_ids[offset]
 
 
+def token_logprob(token_id: int) -> float:
+    """The TensorRT-LLM stand-in's logprob of a generated token: derived from its id, and a
+    multiple of 1/16, so it is exact in FP32."""
+    return -((token_id % 16) + 1) / 16
+
+
 def resolve(model_dir: str, path: str) -> str:
     """A path from a model's configuration, relative to the model's directory."""
     return os.path.normpath(os.path.join(model_dir, path))
