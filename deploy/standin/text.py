@@ -112,6 +112,16 @@ def guided_reply(spec: dict[str, Any], said: str) -> str:
     raise ValueError("the stand-in model supports json, json_object and choice constraints")
 
 
+def guide_spec(guide_type: str, guide: str) -> dict[str, Any]:
+    """TensorRT-LLM's guided decoding (`guided_decoding_guide_type` and `_guide`) as the
+    constraint `guided_reply` takes: `json_schema` with a schema, `json` for any JSON object."""
+    if guide_type == "json_schema":
+        return {"json": guide}
+    if guide_type == "json":
+        return {"json_object": True}
+    raise ValueError(f"the stand-in model supports the json and json_schema guide types, not '{guide_type}'")
+
+
 def last_user_turn(prompt: str) -> str:
     start = prompt.rfind(USER_MARK)
     if start == -1:

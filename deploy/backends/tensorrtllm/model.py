@@ -11,7 +11,9 @@ unless `exclude_input_in_output` is true. Both input generations are understood:
 `output_log_probs` ([1, beams, tokens]: one value per token generated in this response) and
 `cum_log_probs` ([1, beams]: the total so far) are sent when they are requested outputs, as by
 TensorRT-LLM versions that always filled them: the values with `return_log_probs`, zeros
-without. A token's logprob is derived from its id (`standin.text.token_logprob`).
+without. A token's logprob is derived from its id (`standin.text.token_logprob`). Guided
+decoding (`guided_decoding_guide_type` `json_schema` or `json`, with `guided_decoding_guide`)
+replies with a small JSON value that satisfies the guide.
 
 Configuration parameters: `tokenizer_dir` (relative to the model's directory) and
 `stand_in_token_delay_ms`.
@@ -34,6 +36,9 @@ sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if
 from standin.decoupled import AsyncDecoupledModel
 from standin.text import (
     StandInTokenizer,
+    guide_spec,
+    guided_reply,
+    last_user_turn,
     reply_for,
     reply_token,
     resolve,
@@ -141,7 +146,12 @@ class TritonPythonModel(AsyncDecoupledModel):
             sender.send(flags=_FINAL)  # the flag-only final response
 
     def _reply(self, request: Any, prompt: str) -> str:
-        """What the model "generates": the last turn repeated (the opening drawn at random unless greedy)."""
+        """What the model "generates": a JSON value that satisfies the guide, or the last turn
+        repeated (the opening drawn at random unless greedy)."""
+        guide_type = _scalar(request, "guided_decoding_guide_type")
+        if guide_type is not None:
+            guide = _scalar(request, "guided_decoding_guide") or b""
+            return guided_reply(guide_spec(guide_type.decode(), guide.decode()), last_user_turn(prompt))
         top_k = _scalar(request, "runtime_top_k")
         temperature = _scalar(request, "temperature")
         greedy = (top_k is not None and int(top_k) == 1) or (temperature is not None and float(temperature) == 0.0)
