@@ -117,17 +117,18 @@ async def test_completion_combinations_refused(client, body: dict, param: str) -
     assert (await response.json())["error"]["param"] == param
 
 
-def streamed_chat_logprobs(sdk: openai.OpenAI, **kwargs) -> list:  # type: ignore[no-untyped-def]
-    """The logprob entries of a streamed chat reply, checking that each chunk's join to its text."""
-    entries = []
+def streamed_chat_logprobs(sdk: openai.OpenAI, **kwargs) -> list[list]:  # type: ignore[no-untyped-def]
+    """The logprob entries of each chunk of a streamed chat reply, checking that each chunk's
+    tokens join to its text."""
+    chunks = []
     for chunk in sdk.chat.completions.create(stream=True, **kwargs):
         if not chunk.choices:
             continue
         choice = chunk.choices[0]
         tokens = (choice.logprobs.content or []) if choice.logprobs else []
         assert "".join(token.token for token in tokens) == (choice.delta.content or "")
-        entries += tokens
-    return entries
+        chunks.append(tokens)
+    return chunks
 
 
 @pytest.mark.parametrize("model", TRTLLM_MODELS)
@@ -150,7 +151,9 @@ def test_trtllm_chat_logprobs_pair_the_retokenized_text_with_output_log_probs(
     assert len({entry.logprob for entry in entries}) > 2
     for entry in entries:
         assert entry.bytes == list(entry.token.encode()) and entry.top_logprobs == []
-    streamed = streamed_chat_logprobs(sdk, max_tokens=40, **kwargs)
+    chunks = streamed_chat_logprobs(sdk, max_tokens=40, **kwargs)
+    assert len([tokens for tokens in chunks if tokens]) > 1  # per chunk, not all at the end
+    streamed = [entry for tokens in chunks for entry in tokens]
     assert [(entry.token, entry.logprob) for entry in streamed] == [(entry.token, entry.logprob) for entry in entries]
 
 
@@ -163,7 +166,7 @@ def test_trtllm_logprobs_end_with_the_text_the_stop_string_left(
     # The model generated "... Hello there"; the gateway cut at "there", leaving "... Hello ".
     kwargs = {"model": "ensemble", "messages": HELLO, "temperature": 0, "logprobs": True, "stop": ["there"]}
     if stream:
-        entries = streamed_chat_logprobs(sdk, **kwargs)
+        entries = [entry for tokens in streamed_chat_logprobs(sdk, **kwargs) for entry in tokens]
     else:
         reply = sdk.chat.completions.create(**kwargs)
         assert reply.choices[0].message.content == "You said: Hello " and reply.choices[0].logprobs is not None
@@ -176,34 +179,32 @@ def test_trtllm_logprobs_end_with_the_text_the_stop_string_left(
 
 
 @pytest.mark.parametrize("model", TRTLLM_MODELS)
-async def test_trtllm_completion_logprobs(client, tokenizer, model: str) -> None:  # type: ignore[no-untyped-def]
-    body = {"model": model, "prompt": "Once upon a time", "temperature": 0, "logprobs": 1, "max_tokens": 40}
-    response = await client.post("/v1/completions", json=body)
-    assert response.status == 200
-    choice = (await response.json())["choices"][0]
-    logprobs = choice["logprobs"]
-    assert choice["text"] == "You said: Once upon a time" == "".join(logprobs["tokens"])
-    ids = tokenizer.encode(choice["text"], add_special_tokens=False)
-    assert logprobs["token_logprobs"] == [token_logprob(token) for token in ids]
+def test_trtllm_completion_logprobs(sdk: openai.OpenAI, tokenizer, model: str) -> None:  # type: ignore[no-untyped-def]
+    kwargs = {"model": model, "prompt": "Once upon a time", "temperature": 0, "logprobs": 1, "max_tokens": 40}
+    choice = sdk.completions.create(**kwargs).choices[0]
+    logprobs = choice.logprobs
+    assert logprobs is not None and logprobs.tokens and logprobs.token_logprobs
+    assert choice.text == "You said: Once upon a time" == "".join(logprobs.tokens)
+    ids = tokenizer.encode(choice.text, add_special_tokens=False)
+    assert logprobs.token_logprobs == [token_logprob(token) for token in ids]
     # No alternatives: logprobs=1 lists the sampled token only.
-    assert logprobs["top_logprobs"] == [
-        {token: value} for token, value in zip(logprobs["tokens"], logprobs["token_logprobs"], strict=True)
+    assert logprobs.top_logprobs == [
+        {token: value} for token, value in zip(logprobs.tokens, logprobs.token_logprobs, strict=True)
     ]
-    offsets = [sum(len(token) for token in logprobs["tokens"][:i]) for i in range(len(ids))]
-    assert logprobs["text_offset"] == offsets
-    events = await sse_events(await client.post("/v1/completions", json={**body, "stream": True}))
-    chunks = [event["choices"][0] for event in events[:-1] if event["choices"]]
-    for chunk in chunks:
-        assert "".join(chunk["logprobs"]["tokens"] if chunk["logprobs"] else []) == chunk["text"]
-    streamed = [
-        (token, value, offset)
-        for chunk in chunks
-        if chunk["logprobs"]
-        for token, value, offset in zip(
-            chunk["logprobs"]["tokens"], chunk["logprobs"]["token_logprobs"], chunk["logprobs"]["text_offset"]
-        )
-    ]
-    assert streamed == list(zip(logprobs["tokens"], logprobs["token_logprobs"], offsets, strict=True))
+    offsets = [sum(len(token) for token in logprobs.tokens[:i]) for i in range(len(ids))]
+    assert logprobs.text_offset == offsets
+    streamed, carrying = [], 0
+    for chunk in sdk.completions.create(stream=True, **kwargs):
+        if not chunk.choices:
+            continue
+        part = chunk.choices[0].logprobs
+        tokens = (part.tokens or []) if part else []
+        assert "".join(tokens) == chunk.choices[0].text  # each chunk carries its own tokens
+        if part:
+            streamed += zip(tokens, part.token_logprobs or [], part.text_offset or [], strict=True)
+            carrying += bool(tokens)
+    assert carrying > 1
+    assert streamed == list(zip(logprobs.tokens, logprobs.token_logprobs, offsets, strict=True))
 
 
 @pytest.mark.parametrize(
