@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -182,6 +183,9 @@ class WordTokenizer:
 
     def round_trip(self, text: str) -> str:
         return text.replace("<s>", "")
+
+    def token_pieces(self, text: str) -> list[str]:
+        return re.findall(r"\s*\S+|\s+", text)
 
 
 def generation_request(**overrides: Any) -> GenerationRequest:

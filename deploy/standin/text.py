@@ -58,6 +58,12 @@ def reply_token(reply_ids: list[int], position: int, eos_allowed: bool, eos_id: 
     return reply_ids[offset]
 
 
+def token_logprob(token_id: int) -> float:
+    """The TensorRT-LLM stand-in's logprob of a generated token: derived from its id, and a
+    multiple of 1/16, so it is exact in FP32."""
+    return -((token_id % 16) + 1) / 16
+
+
 def resolve(model_dir: str, path: str) -> str:
     """A path from a model's configuration, relative to the model's directory."""
     return os.path.normpath(os.path.join(model_dir, path))
@@ -104,6 +110,16 @@ def guided_reply(spec: dict[str, Any], said: str) -> str:
     if spec.get("choice"):
         return str(spec["choice"][0])
     raise ValueError("the stand-in model supports json, json_object and choice constraints")
+
+
+def guide_spec(guide_type: str, guide: str) -> dict[str, Any]:
+    """TensorRT-LLM's guided decoding (`guided_decoding_guide_type` and `_guide`) as the
+    constraint `guided_reply` takes: `json_schema` with a schema, `json` for any JSON object."""
+    if guide_type == "json_schema":
+        return {"json": guide}
+    if guide_type == "json":
+        return {"json_object": True}
+    raise ValueError(f"the stand-in model supports the json and json_schema guide types, not '{guide_type}'")
 
 
 def last_user_turn(prompt: str) -> str:

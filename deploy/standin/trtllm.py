@@ -6,6 +6,8 @@ The BLS mirrors the real one's quirks: old input names (`random_seed`, `min_leng
 `exclude_input_in_output` (non-streaming output keeps the prompt), stop words left in the
 output, text decoded per response on its own (or accumulated with the `accumulate_tokens`
 parameter), errors sent as a Python traceback, and always a separate flag-only final response.
+It passes `return_log_probs` on and the `tensorrt_llm` model's `cum_log_probs` and
+`output_log_probs` back as they come (per response, also when the text is accumulated).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from standin.generation import Generation
 from standin.text import StandInTokenizer, reply_for, resolve
 
 _FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+_LOG_PROBS = ("cum_log_probs", "output_log_probs")
 
 
 def _parameters(args: dict[str, str]) -> dict[str, str]:
@@ -161,12 +164,15 @@ class Bls:
             ("min_length", "min_length"),
             ("presence_penalty", "presence_penalty"),
             ("frequency_penalty", "frequency_penalty"),
+            ("return_log_probs", "return_log_probs"),
         ):
             value = _array(request, ours)
             if value is not None:
                 llm_inputs.append(pb_utils.Tensor(theirs, value))
         responses = pb_utils.InferenceRequest(
-            model_name="tensorrt_llm", inputs=llm_inputs, requested_output_names=["output_ids", "sequence_length"]
+            model_name="tensorrt_llm",
+            inputs=llm_inputs,
+            requested_output_names=["output_ids", "sequence_length", *_LOG_PROBS],
         ).exec(decoupled=True)
         accumulated: list[int] = []
         for response in responses:
@@ -192,7 +198,12 @@ class Bls:
             if post.has_error():
                 raise RuntimeError(post.error().message())
             text = pb_utils.get_output_tensor_by_name(post, "OUTPUT").as_numpy()
-            sender.send(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("text_output", text)]))
+            tensors = [pb_utils.Tensor("text_output", text)]
+            for name in _LOG_PROBS:
+                tensor = pb_utils.get_output_tensor_by_name(response, name)
+                if tensor is not None:
+                    tensors.append(pb_utils.Tensor(name, tensor.as_numpy()))
+            sender.send(pb_utils.InferenceResponse(output_tensors=tensors))
 
 
 class _LlmApiParams:

@@ -38,6 +38,8 @@ class GenerationRequest:
     logit_bias: dict[int, float] | None = None
     guided: GuidedDecoding | None = None
     logprobs: int | None = None  # alternatives per token; 0: the sampled token's logprob only
+    logprobs_param: str = "logprobs"  # the request field that set `logprobs`, named when it is refused
+    sampled_in_top: bool = False  # the API lists the sampled token among the alternatives (completions)
     cumulative_logprob: bool = False  # the sequence's total logprob (to rank best_of candidates)
     images: list[bytes] | None = None  # base64, in the order the prompt's placeholders name them
     lora_name: str | None = None  # a LoRA adapter of the model
@@ -117,6 +119,10 @@ class TokenizerTools(Protocol):
     def round_trip(self, text: str) -> str:
         """`text` encoded and decoded again, special tokens dropped (as a backend that
         echoes the prompt through its detokenizer would show it)."""
+        ...
+
+    def token_pieces(self, text: str) -> list[str]:
+        """`text` cut where its tokens start: one piece per token, joined they are `text`."""
         ...
 
 

@@ -5,6 +5,8 @@ Requests are built from the inputs the model's configuration declares, with thei
 datatypes and whichever name the deployment's version uses. These models report no finish
 reason (except the LLM-API one), leave stop words in the text, may echo the prompt, and
 stream text either as per-response pieces or cumulatively; the reader evens all that out.
+Their logprobs come as one value per generated token (`output_log_probs`) without the tokens:
+the reader pairs them with the re-tokenized text (see gateway/backends/alignment.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 
+from gateway.backends.alignment import LogprobAligner
 from gateway.backends.base import (
     BackendOptions,
     Delta,
@@ -132,10 +135,9 @@ class TrtllmAdapter:
             raise self._refusal("messages", "images")
         if request.lora_name is not None:
             self._add_lora(builder, request.lora_name, request.lora_path)
-        if request.logprobs is not None:
-            raise self._refusal("logprobs", "logprobs (its text models return no token-level detail)")
-        if request.cumulative_logprob:
-            raise self._refusal("best_of", "best_of (it needs the sequences' logprobs)")
+        if request.logprobs is not None or request.cumulative_logprob:
+            self._check_log_probs(request)
+            builder.add_bool("return_log_probs", True)
         if request.logit_bias:
             raise self._refusal("logit_bias", "logit_bias (TensorRT-LLM biases words, not token ids)")
         if request.guided is not None:
@@ -165,6 +167,27 @@ class TrtllmAdapter:
         return InvalidRequest(
             f"The TensorRT-LLM model '{self.model.name}' cannot take {what}.", param=param, code="unsupported_parameter"
         )
+
+    def _check_log_probs(self, request: GenerationRequest) -> None:
+        """Per-token logprobs need `output_log_probs`, best_of's ranking `cum_log_probs`, both
+        `return_log_probs`. TensorRT-LLM reports the sampled token's logprob and no alternatives:
+        only where the API lists the sampled token among them (completions) is one possible."""
+        if request.logprobs is not None:
+            self._require_log_probs("output_log_probs", "logprobs")
+            most = 1 if request.sampled_in_top else 0
+            if request.logprobs > most:
+                raise InvalidRequest(
+                    f"The TensorRT-LLM model '{self.model.name}' reports the sampled token's logprob but no "
+                    f"alternatives: {request.logprobs_param} may be at most {most}.",
+                    param=request.logprobs_param,
+                    code="unsupported_parameter",
+                )
+        if request.cumulative_logprob:
+            self._require_log_probs("cum_log_probs", "best_of")
+
+    def _require_log_probs(self, output: str, param: str) -> None:
+        if not self.model.accepts("return_log_probs") or output not in self.model.outputs:
+            raise self._refusal(param, f"{param} (it declares no return_log_probs input or no {output} output)")
 
     def _add_lora(self, builder: RequestBuilder, name: str, path: str | None) -> None:
         """`lora_task_id`, with the adapter's weights and config the first time (TensorRT-LLM
@@ -247,7 +270,21 @@ class TrtllmAdapter:
             echoes.append(request.prompt)
             if tokenizer is not None:
                 echoes.append(tokenizer.round_trip(request.prompt))
-        return TrtllmResponseReader(request, self.cumulative, echoes, tokenizer)
+        return TrtllmResponseReader(request, self.cumulative, echoes, tokenizer, self._aligner(request, tokenizer))
+
+    def _aligner(self, request: GenerationRequest, tokenizer: TokenizerTools | None) -> LogprobAligner | None:
+        """The text models return no tokens: the text is re-tokenized to pair it with the values."""
+        self._check_log_probs(request)  # before the tokenizer: the model's own limits are the clearer 400
+        if request.logprobs is None:
+            return None
+        if tokenizer is None:
+            raise InvalidRequest(
+                f"logprobs of the TensorRT-LLM model '{self.model.name}' need its tokenizer (--tokenizer): "
+                "the text is re-tokenized to find the tokens.",
+                param="logprobs",
+                code="unsupported_parameter",
+            )
+        return LogprobAligner(tokenizer.token_pieces, with_top=request.logprobs > 0)
 
     # -- errors --------------------------------------------------------------------------
 
@@ -264,6 +301,14 @@ class TrtllmAdapter:
         return generic_backend_error(message.removeprefix("Error generating request: "))
 
 
+def first_beam(response: pb.ModelInferResponse, index: int) -> list[float]:
+    """The first beam's values of an FP32 output shaped [1, beams, k] or [1, beams] (k, or the
+    beams, being the last dimension): `output_log_probs` per token, `cum_log_probs` per beam."""
+    shape = response.outputs[index].shape
+    count = shape[-1] if shape else 0
+    return [float(value) for value in tensors.decode_numbers(response.raw_output_contents[index], "FP32")[:count]]
+
+
 def lora_task_id(adapter: str) -> int:
     """A task id derived from the adapter's name, so every gateway replica uses the same one."""
     return int.from_bytes(hashlib.blake2b(adapter.encode(), digest_size=8).digest(), "little") & (2**63 - 1)
@@ -271,10 +316,16 @@ def lora_task_id(adapter: str) -> int:
 
 class TrtllmResponseReader:
     """Turns TensorRT-LLM responses into deltas: joins or diffs the text, strips an echoed
-    prompt and stop strings, and infers the finish reason from the token count."""
+    prompt and stop strings, infers the finish reason from the token count, and pairs the text
+    that is shown with `output_log_probs` when logprobs are asked for."""
 
     def __init__(
-        self, request: GenerationRequest, cumulative: bool, echoes: Sequence[str], tokenizer: TokenizerTools | None
+        self,
+        request: GenerationRequest,
+        cumulative: bool,
+        echoes: Sequence[str],
+        tokenizer: TokenizerTools | None,
+        aligner: LogprobAligner | None = None,
     ) -> None:
         self._max_tokens = request.max_tokens
         self._stream = request.stream
@@ -287,14 +338,22 @@ class TrtllmResponseReader:
         self._generated = 0  # tokens reported by the model (num_output_tokens)
         self._counted = False
         self._raw: list[str] = []  # generated text before stop strings, to count it when nobody reports
+        self._aligner = aligner
+        self._ranked = request.cumulative_logprob
 
     def read(self, response: pb.ModelInferResponse, final: bool) -> Delta:
         raw = response.raw_output_contents
         text = ""
         prompt_tokens = completion_tokens = None
         finish_reason: str | None = None
+        values: list[float] = []
+        cumulative = None
         if raw:
             indices = output_indices(response)
+            if self._aligner is not None and "output_log_probs" in indices:
+                values = first_beam(response, indices["output_log_probs"])
+            if self._ranked and "cum_log_probs" in indices:
+                cumulative = next(iter(first_beam(response, indices["cum_log_probs"])), None)
             piece = self._text.feed(tensors.decode_first_bytes(raw[indices["text_output"]]))
             if not self._stream:
                 piece = self._without_echo(piece)
@@ -314,7 +373,10 @@ class TrtllmResponseReader:
             finish_reason = "stop"
         elif final and finish_reason is None:
             finish_reason = self._inferred_finish_reason()
-        return Delta(text, finish_reason, prompt_tokens, completion_tokens)
+        logprobs = None
+        if self._aligner is not None:
+            text, logprobs = self._aligner.feed(text, values, end=finish_reason is not None)
+        return Delta(text, finish_reason, prompt_tokens, completion_tokens, logprobs, cumulative)
 
     def _without_echo(self, text: str) -> str:
         for echo in self._echoes:

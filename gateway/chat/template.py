@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.backends.alignment import cut_at
 from gateway.backends.base import TokenizerTools
 from gateway.errors import APIError, InvalidRequest
 
@@ -136,3 +137,14 @@ class ModelTokenizer:
     def round_trip(self, text: str) -> str:
         ids = self._tokenizer.encode(text, add_special_tokens=False)
         return str(self._tokenizer.decode(ids, skip_special_tokens=True))
+
+    def token_pieces(self, text: str) -> list[str]:
+        if not text:
+            return []
+        if getattr(self._tokenizer, "is_fast", False):
+            encoding = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            return cut_at(text, [start for start, _ in encoding["offset_mapping"]])
+        # Without offsets: where each token starts in the text decoded one token longer each time.
+        ids = self._tokenizer.encode(text, add_special_tokens=False)
+        starts = [len(self._tokenizer.decode(ids[:count])) for count in range(len(ids))]
+        return cut_at(text, starts)

@@ -208,6 +208,7 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     )
     if body.logprobs:
         generation.logprobs = body.top_logprobs or 0
+        generation.logprobs_param = "top_logprobs"
     generation.images = image_data
     generation.lora_name, generation.lora_path = target.adapter, target.adapter_path
     choices = plan_choices(generation, [prompt], body.n)

@@ -118,6 +118,7 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
         vocab_size=tokenizer.vocab_size() if tokenizer else None,
     )
     generation.logprobs = body.logprobs
+    generation.sampled_in_top = True  # completions' top_logprobs hold the sampled token too
     best_of = body.best_of or body.n
     generation.cumulative_logprob = best_of > body.n
     generation.lora_name, generation.lora_path = target.adapter, target.adapter_path

@@ -13,6 +13,7 @@ async def test_lists_only_text_generation_models(client) -> None:
     ids = [card["id"] for card in body["data"] if card["parent"] is None]  # adapters: test_lora_and_models
     assert ids == [
         "ensemble",
+        "ensemble_guided",
         "llmapi",
         "tensorrt_llm_bls",
         "tensorrt_llm_bls_accumulate",

@@ -27,7 +27,7 @@ def sdk(gateway_process: str) -> Iterator[openai.OpenAI]:
         yield client
 
 
-@pytest.mark.parametrize("model", ["vllm_model", "vllm_guided_legacy"])
+@pytest.mark.parametrize("model", ["vllm_model", "vllm_guided_legacy", "ensemble_guided"])
 def test_json_schema_output_matches_the_schema(sdk: openai.OpenAI, model: str) -> None:
     reply = sdk.chat.completions.create(
         model=model, messages=user("Paris"), response_format=JSON_SCHEMA, max_tokens=60, temperature=0
@@ -40,15 +40,21 @@ def test_json_schema_output_matches_the_schema(sdk: openai.OpenAI, model: str) -
     )
     streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert streamed == reply.choices[0].message.content
+    assert json.loads(streamed) == {"city": "Paris", "days": 1}  # the stand-ins fill the schema from the prompt
 
 
-def test_json_object(sdk: openai.OpenAI) -> None:
-    reply = sdk.chat.completions.create(
-        model="vllm_model", messages=user("hello"), response_format={"type": "json_object"}, max_tokens=60
-    )
+@pytest.mark.parametrize("model", ["vllm_model", "ensemble_guided"])
+def test_json_object(sdk: openai.OpenAI, model: str) -> None:
+    json_object = {"type": "json_object"}
+    reply = sdk.chat.completions.create(model=model, messages=user("hello"), response_format=json_object, max_tokens=60)
     assert isinstance(json.loads(reply.choices[0].message.content or ""), dict)
+    chunks = sdk.chat.completions.create(
+        model=model, messages=user("hello"), response_format=json_object, max_tokens=60, stream=True
+    )
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert isinstance(json.loads(streamed), dict)
     completion = sdk.completions.create(
-        model="vllm_model", prompt="hello", extra_body={"response_format": {"type": "json_object"}}, max_tokens=60
+        model=model, prompt="hello", extra_body={"response_format": json_object}, max_tokens=60
     )
     assert isinstance(json.loads(completion.choices[0].text), dict)
 
@@ -78,9 +84,10 @@ def test_missing_schema_and_unknown_type_are_400s(sdk: openai.OpenAI) -> None:
     assert caught.value.param == "response_format.type"
 
 
-async def test_strict_output_that_breaks_the_schema_is_reported(client) -> None:
+@pytest.mark.parametrize("model", ["vllm_model", "ensemble_guided"])
+async def test_strict_output_that_breaks_the_schema_is_reported(client, model: str) -> None:  # type: ignore[no-untyped-def]
     # Cut short by max_tokens, the JSON is incomplete: a strict request must not pass it on.
-    body = {"model": "vllm_model", "messages": user("Paris"), "response_format": JSON_SCHEMA, "max_tokens": 3}
+    body = {"model": model, "messages": user("Paris"), "response_format": JSON_SCHEMA, "max_tokens": 3}
     response = await client.post("/v1/chat/completions", json=body)
     assert response.status == 502
     assert (await response.json())["error"]["code"] == "structured_output_violation"

@@ -118,13 +118,17 @@ def test_none_never_parses(sdk: openai.OpenAI) -> None:
     assert reply.choices[0].message.content == output and reply.choices[0].message.tool_calls is None
 
 
+GUIDED_MODELS = ["vllm_model", "ensemble_guided"]  # vLLM's guided decoding; TensorRT-LLM's guide inputs
+
+
+@pytest.mark.parametrize("model", GUIDED_MODELS)
 @pytest.mark.parametrize("stream", [False, True])
-def test_required_calls_one_of_the_tools_through_guided_decoding(sdk: openai.OpenAI, stream: bool) -> None:
+def test_required_calls_one_of_the_tools_through_guided_decoding(sdk: openai.OpenAI, model: str, stream: bool) -> None:
     if stream:
-        calls, _, finish = streamed_calls(sdk, "vllm_model", "What now?", tool_choice="required")
+        calls, _, finish = streamed_calls(sdk, model, "What now?", tool_choice="required")
         names = [(c["name"], json.loads(c["arguments"])) for c in calls.values()]
     else:
-        reply = ask(sdk, "vllm_model", "What now?", tool_choice="required")
+        reply = ask(sdk, model, "What now?", tool_choice="required")
         finish = reply.choices[0].finish_reason
         names = [(c.function.name, json.loads(c.function.arguments)) for c in reply.choices[0].message.tool_calls or []]
     assert finish == "tool_calls" and len(names) == 1
@@ -132,14 +136,15 @@ def test_required_calls_one_of_the_tools_through_guided_decoding(sdk: openai.Ope
     assert name in ("get_weather", "get_time") and isinstance(arguments, dict)
 
 
+@pytest.mark.parametrize("model", GUIDED_MODELS)
 @pytest.mark.parametrize("stream", [False, True])
-def test_named_tool_choice(sdk: openai.OpenAI, stream: bool) -> None:
+def test_named_tool_choice(sdk: openai.OpenAI, model: str, stream: bool) -> None:
     choice = {"type": "function", "function": {"name": "get_time"}}
     if stream:
-        calls, _, _ = streamed_calls(sdk, "vllm_model", "Time?", tool_choice=choice)
+        calls, _, _ = streamed_calls(sdk, model, "Time?", tool_choice=choice)
         found = [(c["name"], json.loads(c["arguments"])) for c in calls.values()]
     else:
-        reply = ask(sdk, "vllm_model", "Time?", tool_choice=choice)
+        reply = ask(sdk, model, "Time?", tool_choice=choice)
         found = [(c.function.name, json.loads(c.function.arguments)) for c in reply.choices[0].message.tool_calls or []]
     assert found == [("get_time", {"zone": "UTC"})]  # the stand-in fills the schema with its first allowed value
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import BackendOptions, GuidedDecoding
+from gateway.backends.base import BackendOptions, GuidedDecoding, TokenLogprob
 from gateway.backends.trtllm import TrtllmAdapter
 from gateway.errors import BackendError, InvalidRequest, NotFound
 from gateway.triton import tensors
@@ -44,7 +44,13 @@ LLM_API_INPUTS = {
 }
 
 
-def model(inputs: dict[str, str], flavour: Flavour, max_batch_size: int = 64, **parameters: str) -> ModelInfo:
+def model(
+    inputs: dict[str, str],
+    flavour: Flavour,
+    max_batch_size: int = 64,
+    outputs: tuple[str, ...] = ("text_output",),
+    **parameters: str,
+) -> ModelInfo:
     return ModelInfo(
         name="m",
         version="1",
@@ -54,7 +60,7 @@ def model(inputs: dict[str, str], flavour: Flavour, max_batch_size: int = 64, **
         max_batch_size=max_batch_size,
         decoupled=True,
         inputs={name: TensorSpec(name, datatype, (1,), name != "text_input") for name, datatype in inputs.items()},
-        outputs=frozenset({"text_output"}),
+        outputs=frozenset(outputs),
         parameters=parameters,
     )
 
@@ -209,3 +215,95 @@ def test_stop_string_kept_when_asked() -> None:
     adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
     reader = adapter.reader(generation_request(stream=False, stop=["END"], include_stop_str_in_output=True), None)
     assert reader.read(text_response(b"yes END more"), final=True).text == "yes END"
+
+
+LOG_PROBS_MODEL = model(
+    {**ENSEMBLE_INPUTS, "return_log_probs": "BOOL"},
+    Flavour.TRTLLM_ENSEMBLE,
+    outputs=("text_output", "cum_log_probs", "output_log_probs"),
+)
+
+
+def with_log_probs(response: pb.ModelInferResponse, values: list[float], total: float) -> pb.ModelInferResponse:
+    """`output_log_probs` [1, 1, tokens] and `cum_log_probs` [1, 1] added to a response."""
+    response.outputs.add(name="output_log_probs", datatype="FP32", shape=[1, 1, len(values)])
+    response.raw_output_contents.append(tensors.encode_numbers(values, "FP32"))
+    response.outputs.add(name="cum_log_probs", datatype="FP32", shape=[1, 1])
+    response.raw_output_contents.append(tensors.encode_numbers([total], "FP32"))
+    return response
+
+
+def test_logprobs_send_return_log_probs_where_declared() -> None:
+    sent = inputs_of(TrtllmAdapter(LOG_PROBS_MODEL, BackendOptions()).build_request(generation_request(logprobs=0)))
+    assert sent["return_log_probs"] == ("BOOL", [1, 1], b"\x01")
+    plain = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
+    assert "return_log_probs" not in inputs_of(plain.build_request(generation_request()))
+
+
+@pytest.mark.parametrize(
+    ("adapter_model", "overrides", "param"),
+    [
+        (model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), {"logprobs": 0}, "logprobs"),
+        (model({**ENSEMBLE_INPUTS, "return_log_probs": "BOOL"}, Flavour.TRTLLM_ENSEMBLE), {"logprobs": 0}, "logprobs"),
+        (model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), {"cumulative_logprob": True}, "best_of"),
+        (LOG_PROBS_MODEL, {"logprobs": 1, "logprobs_param": "top_logprobs"}, "top_logprobs"),
+        (LOG_PROBS_MODEL, {"logprobs": 2, "sampled_in_top": True}, "logprobs"),
+    ],
+)
+def test_logprobs_the_model_cannot_report_are_a_400(adapter_model: ModelInfo, overrides: dict, param: str) -> None:
+    adapter = TrtllmAdapter(adapter_model, BackendOptions())
+    for attempt in (
+        lambda: adapter.build_request(generation_request(**overrides)),
+        lambda: adapter.reader(generation_request(**overrides), WordTokenizer()),
+    ):
+        with pytest.raises(InvalidRequest) as caught:
+            attempt()
+        assert caught.value.param == param
+
+
+def test_logprobs_need_the_tokenizer() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        TrtllmAdapter(LOG_PROBS_MODEL, BackendOptions()).reader(generation_request(logprobs=0), None)
+    assert caught.value.param == "logprobs" and "--tokenizer" in caught.value.message
+
+
+def test_streamed_logprobs_pair_each_responses_tokens_with_their_values() -> None:
+    reader = TrtllmAdapter(LOG_PROBS_MODEL, BackendOptions()).reader(
+        generation_request(logprobs=0, max_tokens=50), WordTokenizer()
+    )
+    first = reader.read(with_log_probs(text_response(b"Say"), [-0.5], -0.5), final=False)
+    second = reader.read(with_log_probs(text_response(b" yes"), [-0.25], -0.75), final=False)
+    last = reader.read(pb.ModelInferResponse(), final=True)
+    assert (first.text, first.logprobs) == ("", [])  # the last token waits: more text may extend it
+    assert (second.text, second.logprobs) == ("Say", [TokenLogprob("Say", -0.5)])
+    assert (last.text, last.logprobs, last.finish_reason) == (" yes", [TokenLogprob(" yes", -0.25)], "stop")
+    assert first.cumulative_logprob is None  # only read for best_of
+
+
+def test_non_streamed_logprobs_skip_the_echo_the_stop_word_and_the_end_token() -> None:
+    adapter = TrtllmAdapter(
+        model(
+            {**BLS_INPUTS, "return_log_probs": "BOOL"},
+            Flavour.TRTLLM_BLS,
+            outputs=("text_output", "cum_log_probs", "output_log_probs"),
+        ),
+        BackendOptions(),
+    )
+    request = generation_request(stream=False, prompt="Say it", stop=["END"], logprobs=1, sampled_in_top=True)
+    reader = adapter.reader(request, WordTokenizer())
+    # Prompt echoed; values for ": yes END" and the end token.
+    delta = reader.read(with_log_probs(text_response(b"Say it: yes END"), [-1.0, -2.0, -3.0, -4.0], -10.0), final=True)
+    assert delta.text == ": yes "
+    assert delta.logprobs == [
+        TokenLogprob(":", -1.0, ((":", -1.0),)),
+        TokenLogprob(" yes", -2.0, ((" yes", -2.0),)),
+        TokenLogprob(" ", -3.0, ((" ", -3.0),)),
+    ]
+
+
+def test_cumulative_logprob_is_read_for_best_of() -> None:
+    reader = TrtllmAdapter(LOG_PROBS_MODEL, BackendOptions()).reader(
+        generation_request(stream=False, cumulative_logprob=True), None
+    )
+    delta = reader.read(with_log_probs(text_response(b"a b"), [-1.0, -0.5], -1.5), final=True)
+    assert (delta.text, delta.cumulative_logprob, delta.logprobs) == ("a b", -1.5, None)

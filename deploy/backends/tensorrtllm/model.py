@@ -8,6 +8,13 @@ after their tokens, which stay in the output. Non-streaming output starts with t
 unless `exclude_input_in_output` is true. Both input generations are understood:
 `seed`/`random_seed` and `min_tokens`/`min_length`.
 
+`output_log_probs` ([1, beams, tokens]: one value per token generated in this response) and
+`cum_log_probs` ([1, beams]: the total so far) are sent when they are requested outputs, as by
+TensorRT-LLM versions that always filled them: the values with `return_log_probs`, zeros
+without. A token's logprob is derived from its id (`standin.text.token_logprob`). Guided
+decoding (`guided_decoding_guide_type` `json_schema` or `json`, with `guided_decoding_guide`)
+replies with a small JSON value that satisfies the guide.
+
 Configuration parameters: `tokenizer_dir` (relative to the model's directory) and
 `stand_in_token_delay_ms`.
 """
@@ -27,7 +34,16 @@ import triton_python_backend_utils as pb_utils
 # The Python-backend stub runs an isolated interpreter that ignores PYTHONPATH; honour it.
 sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 from standin.decoupled import AsyncDecoupledModel
-from standin.text import StandInTokenizer, reply_for, reply_token, resolve
+from standin.text import (
+    StandInTokenizer,
+    guide_spec,
+    guided_reply,
+    last_user_turn,
+    reply_for,
+    reply_token,
+    resolve,
+    token_logprob,
+)
 
 _FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -38,6 +54,16 @@ def _scalar(request: Any, *names: str) -> Any:
         if tensor is not None:
             return tensor.as_numpy().reshape(-1)[0]
     return None
+
+
+class _Wanted:
+    """What a request asks to be sent besides the tokens."""
+
+    def __init__(self, request: Any) -> None:
+        self.input_count = bool(_scalar(request, "return_num_input_tokens") or False)
+        self.output_count = bool(_scalar(request, "return_num_output_tokens") or False)
+        self.log_probs = bool(_scalar(request, "return_log_probs") or False)
+        self.outputs = set(request.requested_output_names())
 
 
 def _stop_words(request: Any) -> list[list[int]]:
@@ -76,17 +102,11 @@ class TritonPythonModel(AsyncDecoupledModel):
         exclude_input = bool(_scalar(request, "exclude_input_in_output") or False)
         end_id = _scalar(request, "end_id")
         end_id = self.tokenizer.eos_id if end_id is None else int(end_id)
-        top_k = _scalar(request, "runtime_top_k")
-        temperature = _scalar(request, "temperature")
-        greedy = (top_k is not None and int(top_k) == 1) or (temperature is not None and float(temperature) == 0.0)
-        seed = _scalar(request, "seed", "random_seed")
         min_new = int(_scalar(request, "min_tokens", "min_length") or 0)
         stop_words = _stop_words(request)
-        wanted_counts = bool(_scalar(request, "return_num_output_tokens") or False)
-        wanted_input_count = bool(_scalar(request, "return_num_input_tokens") or False)
+        wanted = _Wanted(request)
 
-        prompt = self.tokenizer.decode(prompt_ids)
-        reply = reply_for(prompt, 0.0 if greedy else 1.0, None if seed is None else int(seed))
+        reply = self._reply(request, self.tokenizer.decode(prompt_ids))
         task = _scalar(request, "lora_task_id")
         if task is not None:
             self._use_lora(int(task), request)
@@ -115,20 +135,28 @@ class TritonPythonModel(AsyncDecoupledModel):
             stopped = any(generated[-len(word) :] == word for word in stop_words)
             last = stopped or len(generated) >= max_new
             if streaming:
-                sender.send(
-                    self._response([token], 1, len(prompt_ids), wanted_input_count, wanted_counts),
-                    flags=_FINAL if last else 0,
-                )
+                sender.send(self._response([token], generated, 1, len(prompt_ids), wanted), flags=_FINAL if last else 0)
             if stopped:
                 break
 
         if not streaming:
             ids = generated if exclude_input else prompt_ids + generated
-            sender.send(
-                self._response(ids, len(generated), len(prompt_ids), wanted_input_count, wanted_counts), flags=_FINAL
-            )
+            sender.send(self._response(ids, generated, len(generated), len(prompt_ids), wanted), flags=_FINAL)
         elif ended_on_end_id or not generated:
             sender.send(flags=_FINAL)  # the flag-only final response
+
+    def _reply(self, request: Any, prompt: str) -> str:
+        """What the model "generates": a JSON value that satisfies the guide, or the last turn
+        repeated (the opening drawn at random unless greedy)."""
+        guide_type = _scalar(request, "guided_decoding_guide_type")
+        if guide_type is not None:
+            guide = _scalar(request, "guided_decoding_guide") or b""
+            return guided_reply(guide_spec(guide_type.decode(), guide.decode()), last_user_turn(prompt))
+        top_k = _scalar(request, "runtime_top_k")
+        temperature = _scalar(request, "temperature")
+        greedy = (top_k is not None and int(top_k) == 1) or (temperature is not None and float(temperature) == 0.0)
+        seed = _scalar(request, "seed", "random_seed")
+        return reply_for(prompt, 0.0 if greedy else 1.0, None if seed is None else int(seed))
 
     def _use_lora(self, task: int, request: Any) -> None:
         weights = pb_utils.get_input_tensor_by_name(request, "lora_weights")
@@ -142,14 +170,24 @@ class TritonPythonModel(AsyncDecoupledModel):
         self.lora_cache.move_to_end(task)
 
     def _response(
-        self, ids: list[int], new_tokens: int, prompt_tokens: int, input_count: bool, output_count: bool
+        self, ids: list[int], generated: list[int], new_count: int, prompt_tokens: int, wanted: _Wanted
     ) -> Any:
+        """`ids` as sent; `generated`: every token generated so far, the last `new_count` of them
+        generated for this response."""
+        new = generated[len(generated) - new_count :]
         tensors = [
             pb_utils.Tensor("output_ids", np.array([[ids]], dtype=np.int32)),
             pb_utils.Tensor("sequence_length", np.array([[len(ids)]], dtype=np.int32)),
         ]
-        if input_count:
+        if wanted.input_count:
             tensors.append(pb_utils.Tensor("num_input_tokens", np.array([[prompt_tokens]], dtype=np.int32)))
-        if output_count:
-            tensors.append(pb_utils.Tensor("num_output_tokens", np.array([[new_tokens]], dtype=np.int32)))
+        if wanted.output_count:
+            tensors.append(pb_utils.Tensor("num_output_tokens", np.array([[len(new)]], dtype=np.int32)))
+        scale = 1.0 if wanted.log_probs else 0.0  # zeros unless return_log_probs
+        if "output_log_probs" in wanted.outputs:
+            values = [[[scale * token_logprob(token) for token in new]]]
+            tensors.append(pb_utils.Tensor("output_log_probs", np.array(values, dtype=np.float32)))
+        if "cum_log_probs" in wanted.outputs:
+            total = scale * sum(token_logprob(token) for token in generated)
+            tensors.append(pb_utils.Tensor("cum_log_probs", np.array([[total]], dtype=np.float32)))
         return pb_utils.InferenceResponse(output_tensors=tensors)
