@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -143,20 +144,26 @@ async def hold_open_streams(args: argparse.Namespace, gateway_url: str, gateway_
         connector=connector, headers={"Content-Type": "application/json"}, timeout=aiohttp.ClientTimeout(total=300)
     ) as session:
 
-        async def one() -> bool:
+        async def one() -> str | None:
+            """None when the stream completed, else what went wrong."""
             try:
                 async with session.post(f"{gateway_url}/v1/chat/completions", data=body) as response:
                     payload = await response.read()
-                return response.status == 200 and payload.endswith(b"data: [DONE]\n\n") and b'"error"' not in payload
-            except Exception:  # noqa: BLE001 - counted as an error
-                return False
+            except Exception as exc:  # noqa: BLE001 - reported as an error
+                return f"{type(exc).__name__}: {exc}"[:200]
+            if response.status != 200:
+                return f"HTTP {response.status}: {payload[:200].decode(errors='replace')}"
+            if not payload.endswith(b"data: [DONE]\n\n") or b'"error"' in payload:
+                return f"stream: {payload[-200:].decode(errors='replace')}"
+            return None
 
         outcomes = await asyncio.gather(*(one() for _ in range(args.open_streams)))
-    completed = sum(outcomes)
+    failures = Counter(outcome for outcome in outcomes if outcome is not None)
     return {
         "streams": args.open_streams,
-        "completed": completed,
-        "errors": args.open_streams - completed,
+        "completed": args.open_streams - sum(failures.values()),
+        "errors": sum(failures.values()),
+        "error_kinds": dict(failures.most_common(5)),
         "seconds": round(time.perf_counter() - started, 2),
         "tokens_each": args.open_stream_tokens,
         "token_delay_ms": args.open_stream_delay_ms,
