@@ -10,17 +10,20 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
+from gateway.access import AccessGuard
 from gateway.backends.base import BackendOptions
 from gateway.chat.template import TokenizerStore
 from gateway.engine import Engine
 from gateway.errors import APIError
-from gateway.http import chat, completions, embeddings, health, kserve, models
-from gateway.http import metrics as metrics_endpoint
+from gateway.http import routes
 from gateway.http.images import ImageLoader
-from gateway.http.kserve import KSERVE_SESSION
+from gateway.http.kserve import KSERVE_DROPPED_HEADERS, KSERVE_SESSION
 from gateway.http.middleware import (
+    IN_FLIGHT,
+    SHUTDOWN,
     STREAM_HEADERS,
     Capacity,
+    ShutdownState,
     access,
     cors,
     errors,
@@ -28,6 +31,7 @@ from gateway.http.middleware import (
     request_context,
     stream_headers,
 )
+from gateway.http.server import serve
 from gateway.http.state import STATE, GatewayState
 from gateway.lora import LoraCatalog
 from gateway.metrics import Metrics
@@ -44,38 +48,35 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
     capacity = Capacity(settings.max_concurrent_requests)
+    guard = AccessGuard(settings.api_keys, settings.admin_api_keys, settings.restricted_apis)
     app = web.Application(
         client_max_size=settings.http_max_input_size,
         middlewares=[
             request_context(metrics),
             cors(settings),
             errors(metrics),
-            access(settings),
+            access(guard),
             limits(settings, metrics, capacity),
         ],
     )
     app[STREAM_HEADERS] = stream_headers(settings)
-    app.cleanup_ctx.append(_lifecycle(settings, metrics, capacity))
-    app.router.add_post("/v1/chat/completions", chat.create_chat_completion)
-    app.router.add_post("/v1/completions", completions.create_completion)
-    app.router.add_post("/v1/embeddings", embeddings.create_embeddings)
-    app.router.add_get("/v1/models", models.list_models)
-    app.router.add_get("/v1/models/{model}", models.retrieve_model)
-    app.router.add_post("/v1/models/{model}/{action:load|unload}", models.control_model)
-    app.router.add_get("/health/live", health.live)
-    app.router.add_get("/health/ready", health.ready)
-    app.router.add_get("/metrics", metrics_endpoint.metrics)
+    app[IN_FLIGHT] = set()
+    app[SHUTDOWN] = ShutdownState()
+    app.cleanup_ctx.append(_lifecycle(settings, metrics, capacity, guard))
+    routes.register(app, routes.openai_routes(settings))
     if settings.enable_kserve_frontends:
-        app.router.add_route("*", "/v2", kserve.forward)
-        app.router.add_route("*", "/v2/{tail:.*}", kserve.forward)
+        routes.register(app, routes.kserve_routes(settings))
+        app[KSERVE_DROPPED_HEADERS] = guard.restricted_headers
     return app
 
 
-def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity):  # type: ignore[no-untyped-def]
+def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity, guard: AccessGuard):  # type: ignore[no-untyped-def]
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         tokenizers = TokenizerStore(settings.tokenizer, settings.chat_template)
         await tokenizers.preload()
-        client = TritonClient(settings.triton_url, channels=settings.grpc_channels)
+        client = TritonClient(
+            settings.triton_url, channels=settings.grpc_channels, keepalive_time=settings.grpc_keepalive_time
+        )
         engine = Engine(client, BackendOptions(structured_outputs_keys=settings.structured_outputs_key))
         registry = ModelRegistry(
             client,
@@ -91,6 +92,8 @@ def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity):  # typ
             allow_remote=settings.allow_remote_images,
             max_bytes=settings.remote_image_max_bytes,
             timeout=settings.remote_image_timeout,
+            allowed_domains=settings.allowed_media_domains,
+            allowed_networks=settings.allowed_media_networks,
         )
         lora = LoraCatalog(settings.lora_separator, settings.model_repository, settings.lora_modules)
         app[STATE] = GatewayState(settings, client, registry, engine, tokenizers, images, metrics, lora)
@@ -98,9 +101,11 @@ def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity):  # typ
         proxy = None
         if settings.enable_kserve_frontends:
             app[KSERVE_SESSION] = aiohttp.ClientSession(
-                auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None)
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(total=None),
+                cookie_jar=aiohttp.DummyCookieJar(),  # one client's cookies must never reach another's request
             )
-            proxy = KServeProxy(settings.triton_url, settings.api_keys, capacity)
+            proxy = KServeProxy(settings, guard, capacity)
             await proxy.start(settings.host, settings.kserve_grpc_port)
             app[KSERVE_PROXY] = proxy
         try:
@@ -125,24 +130,18 @@ def run(
     several worker processes listen on the same port."""
     app = create_app(settings)
 
-    def started(_: str) -> None:
+    def started() -> None:
         log.info("OpenAI API on http://%s:%s/v1", settings.host, settings.openai_port)
         if announce is not None:
             announce(app)
 
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.openai_port,
-        handler_cancellation=True,  # a client that disconnects cancels its Triton request
-        access_log=log if log.isEnabledFor(logging.DEBUG) else None,
-        print=started,
-        loop=new_event_loop(),
-        # On SIGTERM: stop accepting, give in-flight requests this long, then cancel them
-        # (which cancels their Triton requests).
-        shutdown_timeout=settings.shutdown_timeout,
-        reuse_port=reuse_port or None,
-    )
+    access_log = log if log.isEnabledFor(logging.DEBUG) else None
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(serve(app, settings, announce=started, reuse_port=reuse_port, access_log=access_log))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.access import ApiGroup
 from gateway.backends.base import STRUCTURED_OUTPUTS_KEYS
 from gateway.logs import configure_logging
 from gateway.settings import Settings
@@ -33,6 +34,21 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError("must be a port number (0-65535)")
     return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    return value
+
+
+def _seconds_or_off(text: str) -> float | None:
+    """Seconds, or None for 0 (the limit switched off)."""
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 (off) or a number of seconds")
+    return value or None
 
 
 def _target(text: str) -> str:
@@ -149,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
     )
     flag(
+        "--special-tokens-in-content",
+        "chat input (content, names, tool calls and definitions, chat_template_kwargs) holding the text of a "
+        "special token of the model's tokenizer: reject (400), or allow, letting clients forge turns and tool calls",
+        choices=["reject", "allow"],
+        default=defaults.special_tokens_in_content,
+    )
+    flag(
         "--allow-remote-images",
         "fetch http(s) image URLs named in chat messages (otherwise only data: URLs are taken)",
         action="store_true",
@@ -168,15 +191,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
     )
     flag(
+        "--allowed-media-domains",
+        "fetch remote images only from these hosts (comma-separated; exact names, '*.example.com' for subdomains)",
+        metavar="DOMAINS",
+    )
+    flag(
+        "--allowed-media-networks",
+        "CIDRs remote images may be fetched from although not public, e.g. 10.0.5.0/24 (comma-separated)",
+        metavar="CIDRS",
+    )
+    flag(
         "--api-key",
         "a key clients must send as 'Authorization: Bearer KEY' on /v1 routes (repeatable; env: comma-separated)",
         action="append",
         metavar="KEY",
     )
     flag(
+        "--admin-api-key",
+        "the key ('Authorization: Bearer KEY') of the admin surface: model load/unload and, with "
+        "--enable-kserve-admin, Triton's admin API; must differ from every --api-key (repeatable; env: comma-separated)",
+        action="append",
+        metavar="KEY",
+    )
+    flag(
+        "--enable-model-control",
+        "serve POST /v1/models/{id}/load and /unload (needs --admin-api-key and Triton in explicit mode)",
+        action="store_true",
+    )
+    flag(
         "--openai-restricted-api",
         "require header HEADER=VALUE on the API groups APIS (comma-separated: inference, model-repository, "
-        "metrics, health); repeatable (env: 'APIS HEADER VALUE' entries separated by ';')",
+        "metrics, health, admin), over HTTP and the KServe gRPC relay; repeatable (env: 'APIS HEADER VALUE' entries separated by ';')",
         nargs=3,
         action="append",
         metavar=("APIS", "HEADER", "VALUE"),
@@ -196,8 +241,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     flag(
         "--request-timeout",
-        "seconds a request may take before it is cancelled on Triton (504)",
-        type=float,
+        "seconds a request may take before it is cancelled on Triton (504; 0: no limit)",
+        type=_seconds_or_off,
+        default=defaults.request_timeout,
+        metavar="SECONDS",
+    )
+    flag(
+        "--header-read-timeout",
+        "seconds from a request's first byte to the end of its headers; slower connections are closed",
+        type=_positive_seconds,
+        default=defaults.header_read_timeout,
+        metavar="SECONDS",
+    )
+    flag(
+        "--body-read-timeout",
+        "seconds allowed for receiving an inference request's body (408 past it); no slot is held meanwhile",
+        type=_positive_seconds,
+        default=defaults.body_read_timeout,
+        metavar="SECONDS",
+    )
+    flag(
+        "--keepalive-timeout",
+        "seconds an idle keep-alive connection stays open (keep it above a reverse proxy's own)",
+        type=_positive_seconds,
+        default=defaults.keepalive_timeout,
+        metavar="SECONDS",
+    )
+    flag(
+        "--max-connections",
+        "open client connections at most; past it new connections get 503 and are closed",
+        type=_positive_int,
+        metavar="N",
+    )
+    flag(
+        "--stream-stall-timeout",
+        "seconds a streamed response may wait for a client that stopped reading before it is cancelled",
+        type=_positive_seconds,
+        default=defaults.stream_stall_timeout,
+        metavar="SECONDS",
+    )
+    flag(
+        "--grpc-keepalive-time",
+        "seconds between HTTP/2 pings to Triton while calls are open, so a frozen Triton is noticed (0: off)",
+        type=_seconds_or_off,
+        default=defaults.grpc_keepalive_time,
         metavar="SECONDS",
     )
     flag(
@@ -215,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     flag(
         "--enable-kserve-frontends",
         "also expose Triton's KServe v2 API: HTTP /v2/... on the OpenAI port and gRPC on --kserve-grpc-port",
+        action="store_true",
+    )
+    flag(
+        "--enable-kserve-admin",
+        "RISKY: also forward Triton's admin API (repository index/load/unload, which take model files, i.e. "
+        "code; shared-memory register/status; logging; trace; statistics) to holders of --admin-api-key",
         action="store_true",
     )
     flag(
@@ -255,7 +348,10 @@ def _environment_defaults(parser: argparse.ArgumentParser, environ: dict[str, st
         elif isinstance(action, argparse._StoreTrueAction):
             action.default = value.strip().lower() in ("1", "true", "yes", "on")
         else:
-            action.default = action.type(value) if callable(action.type) else value
+            try:
+                action.default = action.type(value) if callable(action.type) else value
+            except (argparse.ArgumentTypeError, ValueError) as exc:
+                parser.error(f"{env_name(action.option_strings[0])}={value!r}: {exc}")
             if action.choices is not None and action.default not in action.choices:
                 parser.error(f"{env_name(action.option_strings[0])}={value!r}: choose from {list(action.choices)}")
 
@@ -264,6 +360,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | 
     parser = build_parser()
     _environment_defaults(parser, dict(os.environ) if environ is None else environ)
     args = parser.parse_args(argv)
+    _check_admin(parser, args)
     return Settings(
         triton_url=args.triton_url,
         grpc_channels=args.grpc_channels,
@@ -282,18 +379,30 @@ def parse_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | 
         lora_modules=tuple(args.lora_modules or ()),
         tool_call_parser=_tool_call_parsers(parser, args.tool_call_parser or ()),
         max_tool_call_parse_bytes=args.max_tool_call_parse_bytes,
+        special_tokens_in_content=args.special_tokens_in_content,
         allow_remote_images=args.allow_remote_images,
         remote_image_max_bytes=args.remote_image_max_bytes,
         remote_image_timeout=args.remote_image_timeout,
+        allowed_media_domains=_media_domains(parser, _csv(args.allowed_media_domains)),
+        allowed_media_networks=_media_networks(parser, _csv(args.allowed_media_networks)),
         log_level=args.log_level,
         log_format=args.log_format,
         api_keys=tuple(args.api_key or ()),
+        admin_api_keys=tuple(args.admin_api_key or ()),
+        enable_model_control=args.enable_model_control,
+        enable_kserve_admin=args.enable_kserve_admin,
         restricted_apis=_restricted_apis(parser, args.openai_restricted_api or ()),
         cors_allowed_origins=_csv(args.cors_allowed_origins),
         cors_allowed_methods=_csv(args.cors_allowed_methods),
         cors_allowed_headers=_csv(args.cors_allowed_headers),
         max_concurrent_requests=args.max_concurrent_requests,
         request_timeout=args.request_timeout,
+        header_read_timeout=args.header_read_timeout,
+        body_read_timeout=args.body_read_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_connections=args.max_connections,
+        stream_stall_timeout=args.stream_stall_timeout,
+        grpc_keepalive_time=args.grpc_keepalive_time,
         shutdown_timeout=args.shutdown_timeout,
         triton_metrics_url=args.triton_metrics_url,
         enable_kserve_frontends=args.enable_kserve_frontends,
@@ -302,11 +411,50 @@ def parse_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | 
     )
 
 
-API_GROUPS = ("inference", "model-repository", "metrics", "health")
+API_GROUPS = tuple(group.value for group in ApiGroup)
+
+
+def _check_admin(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The admin surface opens only on purpose, and only to a key of its own."""
+    admin_keys = set(args.admin_api_key or ())
+    for wanted, name in (
+        (args.enable_model_control, "--enable-model-control"),
+        (args.enable_kserve_admin, "--enable-kserve-admin"),
+    ):
+        if wanted and not admin_keys:
+            parser.error(f"{name} needs --admin-api-key")
+    if args.enable_kserve_admin and not args.enable_kserve_frontends:
+        parser.error("--enable-kserve-admin needs --enable-kserve-frontends")
+    if admin_keys & set(args.api_key or ()):
+        parser.error("--admin-api-key must differ from every --api-key")
+    if any(not key.strip() for key in admin_keys):
+        parser.error("--admin-api-key must not be empty")
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _media_domains(parser: argparse.ArgumentParser, names: Sequence[str]) -> tuple[str, ...]:
+    """Host names, each exact or '*.' and a domain; anything URL-like is a mistake."""
+    for name in names:
+        bare = name.removeprefix("*.")
+        if not bare or any(char in bare for char in "*/:@ "):
+            parser.error(f"--allowed-media-domains {name}: give host names such as images.example.com or *.example.com")
+    return tuple(names)
+
+
+def _media_networks(parser: argparse.ArgumentParser, cidrs: Sequence[str]) -> tuple[str, ...]:
+    """The CIDRs, checked now so that a typo stops the gateway instead of refusing every fetch."""
+    from gateway.http.media_policy import parse_network
+
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(str(parse_network(cidr)))
+        except ValueError as exc:
+            parser.error(f"--allowed-media-networks {cidr}: not a network such as 10.0.5.0/24 ({exc})")
+    return tuple(networks)
 
 
 def _restricted_apis(

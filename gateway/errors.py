@@ -42,6 +42,20 @@ class Unauthorized(APIError):
     default_code = "invalid_api_key"
 
 
+class Forbidden(APIError):
+    status = 403
+    error_type = "invalid_request_error"
+    default_code = "forbidden"
+
+
+class RequestTimeout(APIError):
+    """The client did not send its request within the read deadline."""
+
+    status = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
 class NotFound(APIError):
     status = 404
     error_type = "invalid_request_error"
@@ -92,6 +106,13 @@ class BackendUnavailable(APIError):
 
     status = 503
     default_code = "backend_unavailable"
+
+
+class ShuttingDown(BackendUnavailable):
+    default_code = "shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__("The gateway is shutting down; send the request again (to another replica).")
 
 
 class GatewayTimeout(APIError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import re
@@ -15,15 +14,18 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import AbstractRoute
 
+from gateway.access import UNROUTED, AccessGuard, ApiGroup, Policy
 from gateway.errors import (
     APIError,
     GatewayTimeout,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
+    ShuttingDown,
     TooManyRequests,
-    Unauthorized,
 )
 from gateway.logs import request_id_var
 from gateway.metrics import Metrics
@@ -33,25 +35,32 @@ log = logging.getLogger(__name__)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 DEADLINE = web.RequestKey("deadline", float)  # loop time by which the request must be done
+POLICIES = web.AppKey[dict[AbstractRoute, Policy]]("route_policies")  # filled by gateway.http.routes
+POLICY = web.RequestKey("policy", Policy)
+IN_FLIGHT = web.AppKey[set[asyncio.Task[object]]]("in_flight")  # the handler tasks of every request being served
+
+
+class ShutdownState:
+    """Set once the SIGTERM drain has run out of time and is cancelling what is left."""
+
+    draining = False
+
+
+SHUTDOWN = web.AppKey("shutdown", ShutdownState)
+
+
+def cancelled_by_shutdown(request: web.Request) -> bool:
+    """Whether the CancelledError being handled comes from the drain; if so the task may go
+    on (uncancelled) just long enough to tell its client."""
+    if not request.app[SHUTDOWN].draining:
+        return False
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    return True
+
+
 _REQUEST_ID_FORM = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-INFERENCE_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-
-
-def is_inference(path: str) -> bool:
-    return path in INFERENCE_PATHS or path.startswith("/v2/")  # /v2: the KServe pass-through
-
-
-def api_group(path: str) -> str | None:
-    """The reference frontend's API groups, for --openai-restricted-api."""
-    if is_inference(path):
-        return "inference"
-    if path.startswith("/v1/models"):
-        return "model-repository"
-    if path == "/metrics":
-        return "metrics"
-    if path.startswith("/health"):
-        return "health"
-    return None
 
 
 def error_response(error: APIError, request: web.Request | None = None) -> web.Response:
@@ -88,6 +97,10 @@ def request_context(metrics: Metrics) -> Middleware:
         started = request[STARTED] = time.perf_counter()
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
         metrics.in_flight.inc()
+        tasks = request.app[IN_FLIGHT]
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
         status = 500
         try:
             response = await handler(request)
@@ -99,6 +112,7 @@ def request_context(metrics: Metrics) -> Middleware:
             status = exc.status
             raise
         finally:
+            tasks.discard(task)
             metrics.in_flight.dec()
             metrics.e2e.labels(route).observe(time.perf_counter() - started)
             model = request.get(MODEL_NAME, "")
@@ -187,6 +201,10 @@ def errors(metrics: Metrics) -> Middleware:
             return error_response(_from_http_exception(exc, request), request)
         except ConnectionResetError:
             raise  # the client is gone; nobody to answer
+        except asyncio.CancelledError:
+            if not cancelled_by_shutdown(request):
+                raise  # the client left
+            return error_response(ShuttingDown(), request)
         except Exception:
             log.exception("Unhandled error on %s %s", request.method, request.path)
             failure = APIError("The gateway failed to handle this request.", code="internal_error")
@@ -195,25 +213,19 @@ def errors(metrics: Metrics) -> Middleware:
     return middleware
 
 
-def access(settings: Settings) -> Middleware:
-    """API keys on /v1 routes (compared in constant time) and the restricted API groups."""
-    keys = [key.encode() for key in settings.api_keys]
-    restrictions = settings.restricted_apis
+def policy_of(request: web.Request) -> Policy:
+    return request.app[POLICIES].get(request.match_info.route, UNROUTED)
+
+
+def access(guard: AccessGuard) -> Middleware:
+    """Each route's access rule and API group (gateway.http.routes declares them)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        path = request.path
-        if keys and (path == "/v2" or path.startswith(("/v1/", "/v2/"))):
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            offered = token.strip().encode()
-            # Compare with every key so the time taken does not tell which one came close.
-            matched = [hmac.compare_digest(offered, key) for key in keys]
-            if scheme.lower() != "bearer" or not any(matched):
-                raise Unauthorized("Missing or invalid API key; send 'Authorization: Bearer <key>'.")
-        group = api_group(path)
-        for groups, header, value in restrictions:
-            if group in groups and not hmac.compare_digest(request.headers.get(header, "").encode(), value.encode()):
-                raise Unauthorized(f"This API ({group}) requires the {header} header.", code="restricted_api")
+        policy = request[POLICY] = policy_of(request)
+        refusal = guard.refusal(policy, request.headers.get)
+        if refusal is not None:
+            raise refusal
         return await handler(request)
 
     return middleware
@@ -237,19 +249,27 @@ class Capacity:
 
 
 def limits(settings: Settings, metrics: Metrics, capacity: Capacity) -> Middleware:
-    """--max-concurrent-requests (429 past it, rather than an unbounded queue) and a deadline
-    of --request-timeout for every inference request."""
+    """For inference routes: the body read within --body-read-timeout BEFORE a slot is taken
+    (a client dribbling its body holds no slot), then --max-concurrent-requests (429 past it,
+    rather than an unbounded queue) and a deadline of --request-timeout."""
     timeout = settings.request_timeout
+    body_timeout = settings.body_read_timeout
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not is_inference(request.path):
+        if request[POLICY].group is not ApiGroup.INFERENCE:
             return await handler(request)
+        if request.can_read_body:
+            try:
+                async with asyncio.timeout(body_timeout):
+                    await request.read()  # kept by aiohttp: the handler's read() returns it
+            except TimeoutError:
+                raise RequestTimeout(f"The request body did not arrive within {body_timeout:g} seconds.") from None
         if not capacity.try_acquire():
             metrics.rejected.inc()
             limit = capacity.limit
             error = TooManyRequests(f"The gateway is at its limit of {limit} requests in flight; retry shortly.")
-            response = error_response(error)
+            response = error_response(error, request)
             response.headers["Retry-After"] = "1"
             return response
         if timeout is not None:

@@ -13,9 +13,10 @@ from aiohttp import web
 
 from gateway.backends.base import Delta, TokenizerTools
 from gateway.engine import Generation
-from gateway.errors import APIError, BadGateway, GatewayTimeout
+from gateway.errors import APIError, BadGateway, GatewayTimeout, ShuttingDown
 from gateway.http.choices import Choice, total_usage
-from gateway.http.middleware import DEADLINE, MODEL_NAME, STARTED, within_deadline
+from gateway.http.middleware import DEADLINE, MODEL_NAME, STARTED, cancelled_by_shutdown, within_deadline
+from gateway.http.stall import StallWatch
 from gateway.http.state import state_of
 from gateway.metrics import Metrics
 from gateway.sse import DONE, error_frame, open_event_stream
@@ -108,7 +109,8 @@ async def serve_stream(
         last_chunk = time.perf_counter()
         metrics.ttft.labels(model).observe(last_chunk - request.get(STARTED, last_chunk))
         response = await open_event_stream(request)
-        write = response.write
+        watch = StallWatch(response.write, state_of(request).settings.stream_stall_timeout)
+        write = watch.write
         started: set[int] = set()
         unfinished = len(choices)
         # The frames of one delta (a choice's opening, its chunk; at the end the usage and
@@ -150,11 +152,34 @@ async def serve_stream(
         except APIError as error:
             log.warning("stream of %s failed midway: %s", request.path, error.message)
             out += error_frame(error)
-        except (ConnectionResetError, asyncio.CancelledError):
+        except asyncio.CancelledError:
+            if watch.stalled:
+                _drop_stalled(request)
+                raise
+            if not cancelled_by_shutdown(request):
+                watch.close()
+                raise  # the client left
+            out += error_frame(ShuttingDown())
+        except ConnectionResetError:
+            watch.close()
             raise
         except Exception:
             log.exception("stream of %s failed midway", request.path)
             out += error_frame(APIError("The gateway failed while streaming.", code="internal_error"))
         out += DONE
-        await write(bytes(out))
+        try:
+            await write(bytes(out))
+        except asyncio.CancelledError:
+            if watch.stalled:
+                _drop_stalled(request)
+            raise
+        finally:
+            watch.close()
     return response
+
+
+def _drop_stalled(request: web.Request) -> None:
+    """End the connection of a client that stopped reading, dropping what it did not read
+    (a plain close would wait for it to read first)."""
+    if request.transport is not None:
+        request.transport.abort()

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 FINAL_FLAG = "triton_final_response"
 EMPTY_FINAL_FLAG = "triton_enable_empty_final_response"
 Stub: TypeAlias = pb_grpc.GRPCInferenceServiceStub
+KEEPALIVE_ANSWER_SECONDS = 20.0  # how long a ping may go unanswered before the connection is dropped
 
 
 class TritonErrorMessage(Exception):
@@ -45,7 +46,9 @@ class ChannelPool:
     """`size` channels to one target, each with connections of its own, taken in turn:
     one HTTP/2 connection carrying every stream becomes a bottleneck under load."""
 
-    def __init__(self, target: str, size: int, max_message_bytes: int, spread: bool) -> None:
+    def __init__(
+        self, target: str, size: int, max_message_bytes: int, spread: bool, keepalive_time: float | None = None
+    ) -> None:
         options: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -56,6 +59,16 @@ class ChannelPool:
             # Without it, channels with equal options share one connection.
             ("grpc.use_local_subchannel_pool", 1),
         ]
+        if keepalive_time is not None:
+            # Pings while calls are open: a frozen Triton (or a dropped route) fails the calls
+            # as UNAVAILABLE within keepalive + timeout instead of leaving them hanging. Triton
+            # tolerates a ping every 5 min without data by default; see the README.
+            options += [
+                ("grpc.keepalive_time_ms", int(keepalive_time * 1000)),
+                ("grpc.keepalive_timeout_ms", int(min(keepalive_time, KEEPALIVE_ANSWER_SECONDS) * 1000)),
+                ("grpc.keepalive_permit_without_calls", 0),
+                ("grpc.http2.max_pings_without_data", 0),
+            ]
         if spread:
             options.append(("grpc.service_config", SPREAD_SERVICE_CONFIG))
         self.target = target
@@ -79,12 +92,20 @@ class ChannelPool:
 class TritonClient:
     """Every request's way to Triton: one server or several behind one gRPC target."""
 
-    def __init__(self, url: str, *, channels: int = 2, max_message_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        channels: int = 2,
+        max_message_bytes: int = 256 * 1024 * 1024,
+        keepalive_time: float | None = None,
+    ) -> None:
         self.url = url
+        self._keepalive_time = keepalive_time
         self._target: Target = parse_target(url)
         self._size = channels
         self._max_message_bytes = max_message_bytes
-        self._pool = ChannelPool(url, channels, max_message_bytes, self._target.spread)
+        self._pool = self._new_pool(url, channels, self._target.spread)
         # Several Tritons only: one channel per endpoint to ask it what it serves, which
         # Tritons serve each model, and pools for models that only some Tritons have.
         self._endpoint_pools: dict[str, ChannelPool] = {}
@@ -92,6 +113,9 @@ class TritonClient:
         self._answering: frozenset[str] = frozenset()
         self._subset_pools: dict[frozenset[str], ChannelPool] = {}
         self._retiring: set[asyncio.Task[None]] = set()
+
+    def _new_pool(self, target: str, size: int, spread: bool) -> ChannelPool:
+        return ChannelPool(target, size, self._max_message_bytes, spread, self._keepalive_time)
 
     async def close(self) -> None:
         pools = [self._pool, *self._endpoint_pools.values(), *self._subset_pools.values()]
@@ -109,7 +133,7 @@ class TritonClient:
             target = subset_target(tuple(sorted(endpoints)))
             if target is None:  # no gRPC scheme for this set: let the whole target serve it
                 return self._pool.stub()
-            pool = self._subset_pools[endpoints] = ChannelPool(target, 1, self._max_message_bytes, True)
+            pool = self._subset_pools[endpoints] = self._new_pool(target, 1, True)
         return pool.stub()
 
     async def is_ready(self, timeout: float = 2.0) -> bool:
@@ -169,11 +193,11 @@ class TritonClient:
         for endpoint in known - set(endpoints):
             await self._endpoint_pools.pop(endpoint).close()
         for endpoint in set(endpoints) - known:
-            self._endpoint_pools[endpoint] = ChannelPool(endpoint, 1, self._max_message_bytes, False)
+            self._endpoint_pools[endpoint] = self._new_pool(endpoint, 1, False)
         if self._target.dns_name is not None and known and set(endpoints) - known:
             log.info("Triton endpoints of %s are now %s", self.url, ", ".join(endpoints))
             self._retire(self._pool)
-            self._pool = ChannelPool(self.url, self._size, self._max_message_bytes, True)
+            self._pool = self._new_pool(self.url, self._size, True)
 
     def _drop_unused_subsets(self) -> None:
         used = set(self._model_endpoints.values())
@@ -258,15 +282,24 @@ class InferenceStream:
             await call.done_writing()
         except grpc.aio.AioRpcError as exc:
             call.cancel()
-            if not self._may_retry(exc):
+            if not self._may_retry(exc.code(), exc.details()):
                 raise rpc_error(exc, self._url) from None
             await self._open()
+        except (grpc.aio.UsageError, grpc.aio.InternalError) as exc:
+            # gRPC's own errors (an ExecuteBatchError, an InternalError, from done_writing() on
+            # a call that a killed Triton already ended) say only that the call is over: the
+            # connection is gone, which is what UNAVAILABLE means.
+            call.cancel()
+            if not self._may_retry(grpc.StatusCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}"):
+                log.warning("Triton at %s failed while a request was sent: %s: %s", self._url, type(exc).__name__, exc)
+                raise BackendUnavailable("The inference server is unavailable; try again shortly.") from None
+            await self._open()
 
-    def _may_retry(self, exc: grpc.aio.AioRpcError) -> bool:
-        if self._answered or self._retries <= 0 or exc.code() != grpc.StatusCode.UNAVAILABLE:
+    def _may_retry(self, code: grpc.StatusCode, details: str | None) -> bool:
+        if self._answered or self._retries <= 0 or code != grpc.StatusCode.UNAVAILABLE:
             return False
         self._retries -= 1
-        log.info("Triton went away before answering (%s); sending the request again", exc.details())
+        log.info("Triton went away before answering (%s); sending the request again", details)
         return True
 
     async def __aenter__(self) -> Self:
@@ -289,11 +322,15 @@ class InferenceStream:
         try:
             message = await self._call.read()
         except grpc.aio.AioRpcError as exc:
-            if self._may_retry(exc):
+            if self._may_retry(exc.code(), exc.details()):
                 await self._open()
                 return await self.__anext__()
             self.finished = True
             raise rpc_error(exc, self._url) from None
+        except (grpc.aio.UsageError, grpc.aio.InternalError) as exc:
+            self.finished = True
+            log.warning("Triton at %s: the call broke: %s: %s", self._url, type(exc).__name__, exc)
+            raise BackendUnavailable("The inference server is unavailable; try again shortly.") from None
         self._answered = True
         if message is grpc.aio.EOF:
             self.finished = True

@@ -1,26 +1,58 @@
-"""KServe v2 gRPC pass-through (--enable-kserve-frontends): every GRPCInferenceService method,
-streams included, forwarded to Triton as raw bytes (nothing is decoded on the way)."""
+"""KServe v2 gRPC pass-through (--enable-kserve-frontends): GRPCInferenceService methods
+relayed to Triton as raw bytes (nothing is decoded on the way), each under the policy its
+entry in RELAYED_METHODS declares: the same keys, API groups, limits and deadlines as HTTP."""
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from tritonclient.grpc import service_pb2 as pb
 
+from gateway.access import Access, AccessGuard, ApiGroup, Policy
+from gateway.errors import APIError
 from gateway.http.middleware import Capacity
+from gateway.settings import Settings
 from gateway.triton.targets import SPREAD_SERVICE_CONFIG, parse_target
 
 log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
-_FORWARDED_METADATA_SKIP = {"authorization"}
+
+# Every method of the service and its API group. The admin ones (repository load takes
+# model files, i.e. code; shared memory reads other requests' tensors) are refused with
+# PERMISSION_DENIED unless --enable-kserve-admin opens them to the admin key.
+RELAYED_METHODS: dict[str, ApiGroup] = {
+    "ServerLive": ApiGroup.HEALTH,
+    "ServerReady": ApiGroup.HEALTH,
+    "ServerMetadata": ApiGroup.HEALTH,
+    "ModelReady": ApiGroup.MODEL_REPOSITORY,
+    "ModelMetadata": ApiGroup.MODEL_REPOSITORY,
+    "ModelConfig": ApiGroup.MODEL_REPOSITORY,
+    "ModelInfer": ApiGroup.INFERENCE,
+    "ModelStreamInfer": ApiGroup.INFERENCE,
+    "ModelStatistics": ApiGroup.ADMIN,
+    "RepositoryIndex": ApiGroup.ADMIN,
+    "RepositoryModelLoad": ApiGroup.ADMIN,
+    "RepositoryModelUnload": ApiGroup.ADMIN,
+    "SystemSharedMemoryStatus": ApiGroup.ADMIN,
+    "SystemSharedMemoryRegister": ApiGroup.ADMIN,
+    "SystemSharedMemoryUnregister": ApiGroup.ADMIN,
+    "CudaSharedMemoryStatus": ApiGroup.ADMIN,
+    "CudaSharedMemoryRegister": ApiGroup.ADMIN,
+    "CudaSharedMemoryUnregister": ApiGroup.ADMIN,
+    "TraceSetting": ApiGroup.ADMIN,
+    "LogSettings": ApiGroup.ADMIN,
+}
+_STATUS_CODES = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED}
+_KSERVE_ADMIN_HINT = " Triton's admin API opens only with --enable-kserve-admin and --admin-api-key."
 
 
-def _metadata(context: grpc.aio.ServicerContext) -> list[tuple[str, str | bytes]]:
-    return [(key, value) for key, value in context.invocation_metadata() or () if key not in _FORWARDED_METADATA_SKIP]
+def method_policy(group: ApiGroup, settings: Settings) -> Policy:
+    if group is ApiGroup.ADMIN:
+        return Policy(group, Access.ADMIN_KEY, settings.enable_kserve_admin, _KSERVE_ADMIN_HINT)
+    return Policy(group, Access.API_KEY)
 
 
 def _identity(value: bytes) -> bytes:
@@ -30,22 +62,29 @@ def _identity(value: bytes) -> bytes:
 class KServeProxy:
     """A gRPC server on the gateway that relays Triton's gRPC API."""
 
-    def __init__(self, triton_url: str, api_keys: Sequence[str], capacity: Capacity | None = None) -> None:
+    def __init__(self, settings: Settings, guard: AccessGuard, capacity: Capacity | None = None) -> None:
+        self._settings = settings
+        self._guard = guard
         self._capacity = capacity
+        # Credentials stay here: Triton sees neither the keys nor the restrictions' secrets.
+        self._withheld = {"authorization"} | guard.restricted_headers
         options: list[tuple[str, int | str]] = [
-            ("grpc.max_send_message_length", -1),
+            ("grpc.max_send_message_length", settings.http_max_input_size),
             ("grpc.max_receive_message_length", -1),
         ]
-        if parse_target(triton_url).spread:
+        if parse_target(settings.triton_url).spread:
             options.append(("grpc.service_config", SPREAD_SERVICE_CONFIG))
-        self._channel = grpc.aio.insecure_channel(triton_url, options=options)
-        self._keys = [key.encode() for key in api_keys]
+        self._channel = grpc.aio.insecure_channel(settings.triton_url, options=options)
         self._server: grpc.aio.Server | None = None
         self.port = 0
 
     async def start(self, host: str, port: int) -> None:
         self._server = grpc.aio.server(
-            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+            options=[
+                ("grpc.max_send_message_length", -1),
+                # --http-max-input-size bounds what a client may send here too.
+                ("grpc.max_receive_message_length", self._settings.http_max_input_size),
+            ]
         )
         self._server.add_generic_rpc_handlers([self._handlers()])
         self.port = self._server.add_insecure_port(f"{host}:{port}")
@@ -60,62 +99,71 @@ class KServeProxy:
     def _handlers(self) -> grpc.GenericRpcHandler:
         handlers: dict[str, grpc.RpcMethodHandler] = {}
         for method in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
+            # A method this table does not know (a newer Triton's) is not relayed at all.
+            group = RELAYED_METHODS.get(method.name)
+            if group is None:
+                continue
             path = f"/{SERVICE}/{method.name}"
+            policy = method_policy(group, self._settings)
             if method.client_streaming and method.server_streaming:
                 handlers[method.name] = grpc.stream_stream_rpc_method_handler(
-                    self._stream(path), request_deserializer=_identity, response_serializer=_identity
+                    self._stream(path, policy), request_deserializer=_identity, response_serializer=_identity
                 )
             else:
                 handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                    self._unary(path), request_deserializer=_identity, response_serializer=_identity
+                    self._unary(path, policy), request_deserializer=_identity, response_serializer=_identity
                 )
         return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
-    async def _check(self, context: grpc.aio.ServicerContext) -> None:
-        if not self._keys:
-            return
-        offered = dict(context.invocation_metadata() or ()).get("authorization", "")
-        scheme, _, token = str(offered).partition(" ")
-        matched = [hmac.compare_digest(token.strip().encode(), key) for key in self._keys]
-        if scheme.lower() != "bearer" or not any(matched):
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, "Missing or invalid API key (authorization: Bearer <key>)."
-            )
+    def _metadata(self, context: grpc.aio.ServicerContext) -> list[tuple[str, str | bytes]]:
+        return [(key, value) for key, value in context.invocation_metadata() or () if key not in self._withheld]
 
-    async def _acquire(self, context: grpc.aio.ServicerContext) -> None:
-        """The gateway's --max-concurrent-requests covers the relay too."""
-        if self._capacity is not None and not self._capacity.try_acquire():
+    async def _admit(self, context: grpc.aio.ServicerContext, policy: Policy) -> None:
+        """The policy's keys and restrictions, then (inference only) a slot of the gateway's
+        --max-concurrent-requests, shared with HTTP."""
+        metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+        refusal: APIError | None = self._guard.refusal(policy, lambda name: metadata.get(name.lower()))
+        if refusal is not None:
+            await context.abort(_STATUS_CODES.get(refusal.status, grpc.StatusCode.PERMISSION_DENIED), refusal.message)
+        if policy.group is ApiGroup.INFERENCE and self._capacity is not None and not self._capacity.try_acquire():
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, "The gateway is at its limit of requests in flight."
             )
 
-    def _release(self) -> None:
-        if self._capacity is not None:
+    def _release(self, policy: Policy) -> None:
+        if policy.group is ApiGroup.INFERENCE and self._capacity is not None:
             self._capacity.release()
 
-    def _unary(self, path: str) -> Any:
+    def _timeout(self, context: grpc.aio.ServicerContext) -> float | None:
+        """The client's deadline, capped by --request-timeout."""
+        remaining: float | None = context.time_remaining()
+        limit = self._settings.request_timeout
+        if remaining is None:
+            return limit
+        return remaining if limit is None else min(remaining, limit)
+
+    def _unary(self, path: str, policy: Policy) -> Any:
         relay = self._channel.unary_unary(path, request_serializer=_identity, response_deserializer=_identity)
 
         async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            await self._check(context)
-            await self._acquire(context)
+            await self._admit(context, policy)
             try:
-                return bytes(await relay(request, metadata=_metadata(context), timeout=context.time_remaining()))
+                call = relay(request, metadata=self._metadata(context), timeout=self._timeout(context))
+                return bytes(await call)
             except grpc.aio.AioRpcError as exc:
                 await context.abort(exc.code(), exc.details() or "")
                 raise  # unreachable: abort raises
             finally:
-                self._release()
+                self._release(policy)
 
         return handle
 
-    def _stream(self, path: str) -> Any:
+    def _stream(self, path: str, policy: Policy) -> Any:
         relay = self._channel.stream_stream(path, request_serializer=_identity, response_deserializer=_identity)
 
         async def handle(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-            await self._check(context)
-            await self._acquire(context)
-            call = relay(requests, metadata=_metadata(context))
+            await self._admit(context, policy)
+            call = relay(requests, metadata=self._metadata(context), timeout=self._timeout(context))
             try:
                 async for response in call:
                     yield bytes(response)
@@ -123,6 +171,6 @@ class KServeProxy:
                 await context.abort(exc.code(), exc.details() or "")
             finally:
                 call.cancel()  # the client left: so does Triton's stream
-                self._release()
+                self._release(policy)
 
         return handle

@@ -100,7 +100,8 @@ def explicit_slow_triton() -> Iterator[LocalTriton]:
 
 
 async def test_unloading_a_model_under_load(aiohttp_client, settings, explicit_slow_triton) -> None:  # type: ignore[no-untyped-def]
-    client = await aiohttp_client(create_app(replace(settings, triton_url=explicit_slow_triton.grpc_url)))
+    admin = replace(settings, enable_model_control=True, admin_api_keys=("admin-secret",))
+    client = await aiohttp_client(create_app(replace(admin, triton_url=explicit_slow_triton.grpc_url)))
 
     async def one() -> int:
         response = await client.post("/v1/chat/completions", json={**SLOW, "max_tokens": 30, "stream": True})
@@ -109,7 +110,7 @@ async def test_unloading_a_model_under_load(aiohttp_client, settings, explicit_s
 
     streams = [asyncio.create_task(one()) for _ in range(5)]
     await asyncio.sleep(0.3)
-    unloaded = await client.post("/v1/models/vllm_slow/unload")
+    unloaded = await client.post("/v1/models/vllm_slow/unload", headers={"Authorization": "Bearer admin-secret"})
     assert unloaded.status == 200
     statuses = await asyncio.wait_for(asyncio.gather(*streams), timeout=30)  # every client gets an answer
     assert all(status == 200 for status in statuses)  # Triton lets in-flight requests finish

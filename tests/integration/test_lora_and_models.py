@@ -58,8 +58,32 @@ async def test_backend_lora_errors_are_translated(aiohttp_client, settings) -> N
     assert error["param"] == "model" and "LoRA feature is not enabled" in error["message"]
 
 
-async def test_load_and_unload_need_explicit_mode(client) -> None:
-    response = await client.post("/v1/models/vllm_model/unload")
+ADMIN = {"Authorization": "Bearer admin-secret"}
+MODEL_CONTROL = {"enable_model_control": True, "admin_api_keys": ("admin-secret",), "api_keys": ("inference-key",)}
+INFERENCE_KEY = {"Authorization": "Bearer inference-key"}
+
+
+async def test_load_and_unload_are_off_by_default(client, triton) -> None:  # type: ignore[no-untyped-def]
+    for path in ("/v1/models/vllm_model/unload", "/v1/models/vllm_model/load"):
+        response = await client.post(path, headers=ADMIN)
+        assert response.status == 403, await response.text()
+        error = (await response.json())["error"]
+        assert error["code"] == "endpoint_disabled" and "--enable-model-control" in error["message"]
+    assert (await client.get("/v1/models/vllm_model")).status == 200  # still there
+
+
+async def test_load_and_unload_need_the_admin_key(aiohttp_client, settings) -> None:  # type: ignore[no-untyped-def]
+    client = await aiohttp_client(create_app(replace(settings, **MODEL_CONTROL)))
+    for headers in ({}, INFERENCE_KEY, {"Authorization": "Bearer wrong"}):
+        response = await client.post("/v1/models/vllm_model/unload", headers=headers)
+        assert response.status == 401 and (await response.json())["error"]["code"] == "invalid_api_key"
+    assert (await client.get("/v1/models/vllm_model", headers=ADMIN)).status == 401  # the admin key is not an API key
+    assert (await client.get("/v1/models/vllm_model", headers=INFERENCE_KEY)).status == 200
+
+
+async def test_load_and_unload_need_explicit_mode(aiohttp_client, settings) -> None:  # type: ignore[no-untyped-def]
+    client = await aiohttp_client(create_app(replace(settings, **MODEL_CONTROL)))
+    response = await client.post("/v1/models/vllm_model/unload", headers=ADMIN)
     assert response.status == 400
     assert (await response.json())["error"]["code"] == "model_control_disabled"
 
@@ -72,24 +96,25 @@ def explicit_model_triton() -> Iterator[LocalTriton]:
 
 async def test_load_unload_and_changes_made_on_triton_directly(aiohttp_client, settings, explicit_model_triton) -> None:  # type: ignore[no-untyped-def]
     client = await aiohttp_client(
-        create_app(replace(settings, triton_url=explicit_model_triton.grpc_url, model_refresh_interval=0.3))
+        create_app(
+            replace(settings, triton_url=explicit_model_triton.grpc_url, model_refresh_interval=0.3, **MODEL_CONTROL)
+        )
     )
 
     async def listed() -> set[str]:
-        return {
-            card["id"] for card in (await (await client.get("/v1/models")).json())["data"] if "::" not in card["id"]
-        }
+        response = await client.get("/v1/models", headers=INFERENCE_KEY)
+        return {card["id"] for card in (await response.json())["data"] if "::" not in card["id"]}
 
     assert await listed() == {"vllm_model"}
-    response = await client.post("/v1/models/vllm_legacy/load")
+    response = await client.post("/v1/models/vllm_legacy/load", headers=ADMIN)
     assert response.status == 200 and (await response.json())["status"] == "loaded"
     assert await listed() == {"vllm_model", "vllm_legacy"}
     chat = {"model": "vllm_legacy", "messages": user("hi"), "temperature": 0}
-    assert (await client.post("/v1/chat/completions", json=chat)).status == 200
-    assert (await client.post("/v1/models/vllm_legacy/unload")).status == 200
+    assert (await client.post("/v1/chat/completions", json=chat, headers=INFERENCE_KEY)).status == 200
+    assert (await client.post("/v1/models/vllm_legacy/unload", headers=ADMIN)).status == 200
     assert await listed() == {"vllm_model"}
-    assert (await client.post("/v1/chat/completions", json=chat)).status == 404
-    missing = await client.post("/v1/models/no_such_model/load")
+    assert (await client.post("/v1/chat/completions", json=chat, headers=INFERENCE_KEY)).status == 404
+    missing = await client.post("/v1/models/no_such_model/load", headers=ADMIN)
     assert missing.status == 400 and (await missing.json())["error"]["code"] == "model_control_failed"
 
     # Loaded on Triton directly: a request naming it finds it (an unknown name refreshes the
@@ -98,7 +123,7 @@ async def test_load_unload_and_changes_made_on_triton_directly(aiohttp_client, s
     await channel_stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="vllm_slow"))
     await asyncio.sleep(1.1)
     fast = {"model": "vllm_slow", "messages": user("hi"), "max_tokens": 2}
-    assert (await client.post("/v1/chat/completions", json=fast)).status == 200
+    assert (await client.post("/v1/chat/completions", json=fast, headers=INFERENCE_KEY)).status == 200
     # ...and unloaded there, the list follows within the refresh interval.
     await channel_stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="vllm_slow"))
     deadline = time.monotonic() + 10

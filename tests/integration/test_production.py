@@ -162,25 +162,48 @@ async def test_inference_routes_are_limited_but_health_is_not(aiohttp_client, se
 
 
 def test_sigterm_cancels_what_outlives_the_shutdown_timeout(triton, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    process, url = spawn_gateway(triton.grpc_url, tmp_path, "--shutdown-timeout=1")
+    """Past --shutdown-timeout every open stream gets an error event and [DONE], a request
+    not yet answered gets a 503 envelope, each Triton request is cancelled, and the process
+    is gone soon after the timeout (not twice it)."""
+    process, url = spawn_gateway(triton.grpc_url, tmp_path, "--shutdown-timeout=2")
     request_id = f"shutdown-{uuid.uuid4().hex}"
+    started = asyncio.Semaphore(0)
     try:
 
-        async def stream_then_terminate() -> bytes:
-            async with aiohttp.ClientSession() as session:
-                body = {**SLOW, "stream": True}  # ~5 s of tokens: longer than the shutdown timeout
-                async with session.post(
-                    f"{url}/v1/chat/completions", json=body, headers={"X-Request-Id": request_id}
-                ) as response:
-                    await response.content.readline()
-                    process.send_signal(signal.SIGTERM)
-                    try:
-                        return await response.read()
-                    except aiohttp.ClientPayloadError:
-                        return b"cut"
+        async def one_stream(session: aiohttp.ClientSession, index: int) -> bytes:
+            body = {**SLOW, "stream": True}  # ~5 s of tokens: longer than the shutdown timeout
+            headers = {"X-Request-Id": f"{request_id}-s{index}"}
+            async with session.post(f"{url}/v1/chat/completions", json=body, headers=headers) as response:
+                await response.content.readline()
+                started.release()
+                return await response.read()
 
-        asyncio.run(stream_then_terminate())
-        assert process.wait(30) == 0
-        assert asyncio.run(_log_has(triton, f"Cancelling the request {request_id}"))  # cancelled on Triton too
+        async def not_streamed(session: aiohttp.ClientSession) -> tuple[int, dict]:
+            async with session.post(f"{url}/v1/chat/completions", json=SLOW) as response:
+                return response.status, await response.json()
+
+        async def scenario() -> tuple[list[bytes], tuple[int, dict], float]:
+            async with aiohttp.ClientSession() as session:
+                streams = [asyncio.create_task(one_stream(session, index)) for index in range(3)]
+                plain = asyncio.create_task(not_streamed(session))
+                for _ in streams:
+                    await started.acquire()
+                signalled = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                results = await asyncio.gather(*streams)
+                answer = await plain
+                await asyncio.to_thread(process.wait, 30)
+                return results, answer, time.monotonic() - signalled
+
+        bodies, (status, error), took = asyncio.run(scenario())
+        for body in bodies:
+            assert body.endswith(b"data: [DONE]\n\n"), body[-200:]
+            last_event = body.rsplit(b"data: ", 2)[-2]
+            assert b'"code":"shutting_down"' in last_event
+        assert status == 503 and error["error"]["code"] == "shutting_down"
+        assert process.returncode == 0
+        assert took < 2 + 3  # the timeout, then a second for last words and a little to exit
+        for index in range(3):
+            assert asyncio.run(_log_has(triton, f"Cancelling the request {request_id}-s{index}"))
     finally:
         stop_process(process)
