@@ -22,7 +22,7 @@ import grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from gateway.errors import APIError, BackendError, BackendUnavailable, BadGateway, InvalidRequest
+from gateway.errors import APIError, BackendUnavailable, BadGateway, InvalidRequest
 from gateway.triton.targets import SPREAD_SERVICE_CONFIG, Target, parse_target, subset_target
 
 log = logging.getLogger(__name__)
@@ -345,10 +345,25 @@ class InferenceStream:
         return response
 
 
+# RPC failures a retry may cure: 503. Every other RPC failure is the server misbehaving from
+# the client's point of view (a killed Triton ends calls with INTERNAL "Internal error from
+# Core"): 502. Model errors do not come this way; they arrive as error messages in the stream.
+_TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.ABORTED,
+    }
+)
+
+
 def rpc_error(exc: grpc.aio.AioRpcError, url: str) -> APIError:
     """Map a failed RPC onto the error the client should see."""
     code = exc.code()
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    if code in _TRANSIENT:
         log.warning("Triton at %s is unavailable: %s", url, exc.details())
         return BackendUnavailable(f"The inference server is unavailable ({code.name.lower()}); try again shortly.")
-    return BackendError(f"The inference server returned an error: {exc.details()}")
+    log.warning("Triton at %s failed a call with %s: %s", url, code.name, exc.details())
+    return BadGateway(f"The inference server failed the request ({code.name.lower()}): {exc.details()}")
