@@ -45,9 +45,14 @@ async def retrieve_model(request: web.Request) -> web.Response:
 
 async def control_model(request: web.Request) -> web.Response:
     """Triton's RepositoryModelLoad or RepositoryModelUnload (Triton in explicit model-control
-    mode), then a registry refresh so /v1/models shows the change at once."""
+    mode), then a registry refresh so /v1/models shows the change at once. The route needs the
+    admin key (gateway.http.routes); no model files are ever sent, only the name."""
     state = state_of(request)
     name = request.match_info["model"]
+    # Only a model of Triton's repository, by its exact name: not an adapter's name, which
+    # Triton would take as unknown and "unload" without a word.
+    if name not in {entry.name for entry in await state.client.repository_index()}:
+        raise NotFound(f"Triton's model repository has no model '{name}'.", param="model", code="model_not_found")
     if request.match_info["action"] == "load":
         await state.client.load_model(name)
     else:

@@ -226,6 +226,9 @@ class TritonClient:
 
     async def unload_model(self, name: str, timeout: float = 60.0) -> None:
         request = pb.RepositoryModelUnloadRequest(model_name=name)
+        # Said outright (it is Triton's default): an ensemble's composing models stay loaded;
+        # each goes only when asked for by its own name.
+        request.parameters["unload_dependents"].bool_param = False
         await self._on_every_triton(lambda stub: stub.RepositoryModelUnload(request, timeout=timeout))
 
     async def _on_every_triton(self, call: Callable[[Stub], Awaitable[Any]]) -> None:

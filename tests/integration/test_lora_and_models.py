@@ -115,7 +115,7 @@ async def test_load_unload_and_changes_made_on_triton_directly(aiohttp_client, s
     assert await listed() == {"vllm_model"}
     assert (await client.post("/v1/chat/completions", json=chat, headers=INFERENCE_KEY)).status == 404
     missing = await client.post("/v1/models/no_such_model/load", headers=ADMIN)
-    assert missing.status == 400 and (await missing.json())["error"]["code"] == "model_control_failed"
+    assert missing.status == 404 and (await missing.json())["error"]["code"] == "model_not_found"
 
     # Loaded on Triton directly: a request naming it finds it (an unknown name refreshes the
     # registry, at most once a second so a burst of bogus names costs one refresh)...
@@ -172,3 +172,27 @@ async def test_trtllm_lora_sends_weights_once_and_again_when_forgotten(  # type:
     assert await ask("tensorrt_llm_bls::chat") == f"[lora {chat}] You said: hi"
     refused = await client.post("/v1/chat/completions", json={"model": "llmapi::sql", "messages": user("x")})
     assert refused.status == 400 and (await refused.json())["error"]["param"] == "model"
+
+
+async def test_unloading_a_model_leaves_its_helpers_unless_they_are_named(aiohttp_client, settings) -> None:  # type: ignore[no-untyped-def]
+    """The ensemble's composing models (preprocessing, tensorrt_llm, postprocessing) stay
+    loaded when the ensemble is unloaded; one goes only when asked for by its own name."""
+    with explicit_triton("ensemble") as server:
+        client = await aiohttp_client(create_app(replace(settings, triton_url=server.grpc_url, **MODEL_CONTROL)))
+        stub = pb_grpc.GRPCInferenceServiceStub(grpc.aio.insecure_channel(server.grpc_url))
+
+        async def ready() -> set[str]:
+            index = await stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True))
+            return {model.name for model in index.models}
+
+        helpers = {"preprocessing", "tensorrt_llm", "postprocessing"}
+        assert await ready() >= {"ensemble", *helpers}
+        # Through an adapter-style or unknown name nothing is unloaded.
+        for name in ("ensemble::sql", "no_such_model"):
+            response = await client.post(f"/v1/models/{name}/unload", headers=ADMIN)
+            assert response.status == 404 and (await response.json())["error"]["code"] == "model_not_found"
+        assert (await client.post("/v1/models/ensemble/unload", headers=ADMIN)).status == 200
+        assert await ready() >= helpers and "ensemble" not in await ready()
+        assert (await client.post("/v1/models/preprocessing/unload", headers=INFERENCE_KEY)).status == 401
+        assert (await client.post("/v1/models/preprocessing/unload", headers=ADMIN)).status == 200
+        assert "preprocessing" not in await ready() and {"tensorrt_llm", "postprocessing"} <= await ready()
