@@ -128,34 +128,61 @@ def test_connections_past_the_cap_are_refused(strict_gateway) -> None:  # type: 
     assert httpx.get(f"{strict_gateway}/health/live", timeout=5).status_code == 200  # room again
 
 
-def test_a_stream_nobody_reads_is_cancelled_on_triton(strict_gateway, triton) -> None:  # type: ignore[no-untyped-def]
-    request_id = f"stalled-{uuid.uuid4().hex}"
+def stalled_stream(url: str, request_id: str, choices: int) -> socket.socket:
+    """A streamed chat request from a client that will never read its answer."""
     body = json.dumps(
         {
             "model": "vllm_model",
             "messages": user("fill the pipe"),
             "stream": True,
             "max_tokens": 200,
-            "n": 48,
+            "n": choices,
             "ignore_eos": True,
             "logprobs": True,
             "top_logprobs": 20,  # about 2 KB a chunk: the socket buffers fill fast
         }
     ).encode()
-    host, port = strict_gateway.removeprefix("http://").split(":")
+    host, port = url.removeprefix("http://").split(":")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
     sock.connect((host, int(port)))
-    with closing(sock):
-        sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"X-Request-Id: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"X-Request-Id: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    return sock
+
+
+def cancelled_on_triton(triton, request_ids: list[str], within: float) -> set[str]:  # type: ignore[no-untyped-def]
+    """The ids among `request_ids` whose Triton requests were cancelled within `within` s."""
+    deadline = time.monotonic() + within
+    while True:
+        log = triton.read_log()
+        done = {request_id for request_id in request_ids if f"Cancelling the request {request_id}" in log}
+        if done == set(request_ids) or time.monotonic() > deadline:
+            return done
+        time.sleep(0.2)
+
+
+def test_a_stream_nobody_reads_is_cancelled_on_triton(strict_gateway, triton) -> None:  # type: ignore[no-untyped-def]
+    request_id = f"stalled-{uuid.uuid4().hex}"
+    with closing(stalled_stream(strict_gateway, request_id, choices=48)) as sock:
         # Never read. Within the stall timeout (plus its check interval) Triton is told to stop.
-        deadline = time.monotonic() + 30
-        while f"Cancelling the request {request_id}" not in triton.read_log() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert f"Cancelling the request {request_id}" in triton.read_log()
+        assert cancelled_on_triton(triton, [request_id], within=30) == {request_id}
         assert closed_by_server(sock, within=10)  # and the connection is dropped
+    assert httpx.post(f"{strict_gateway}/v1/chat/completions", json=CHAT, timeout=20).status_code == 200
+
+
+def test_many_streams_nobody_reads_do_not_pile_up(strict_gateway, triton) -> None:  # type: ignore[no-untyped-def]
+    """Stalled clients at once, as many as --max-concurrent-requests, 96 Triton requests in all
+    (Triton 2.51 was seen to crash when dozens of such streams were dropped together after a
+    minute): each is cancelled after the stall timeout, and the slots are free again."""
+    request_ids = [f"stalled-many-{index}-{uuid.uuid4().hex}" for index in range(4)]
+    sockets = [stalled_stream(strict_gateway, request_id, choices=24) for request_id in request_ids]
+    try:
+        assert cancelled_on_triton(triton, request_ids, within=40) == set(request_ids)
+    finally:
+        for sock in sockets:
+            sock.close()
     assert httpx.post(f"{strict_gateway}/v1/chat/completions", json=CHAT, timeout=20).status_code == 200
