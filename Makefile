@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := gateway schemas tests deploy
 RUFF_OPTS := --line-length 120 --target-version py311
 
-.PHONY: install run test unit integration lint format image-venv bench bench-aiperf soak clean
+.PHONY: install run test system-deps unit integration lint format image-venv bench bench-aiperf soak clean
 
 install: $(STAMP)
 
@@ -20,8 +20,23 @@ $(STAMP): setup.cfg pyproject.toml
 run: install
 	$(PY) -m gateway.demo
 
-test: lint image-venv
+test: lint image-venv system-deps
 	$(PY) -m pytest -q
+
+# tests/deploy checks the nginx config with nginx itself and makes a test certificate with
+# openssl: installed with apt-get when missing (as root, or through sudo), else one line saying how.
+SYSTEM_DEPS := nginx openssl
+system-deps:
+	@missing=""; for tool in $(SYSTEM_DEPS); do command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		if command -v apt-get >/dev/null && { [ "$$(id -u)" -eq 0 ] || command -v sudo >/dev/null; }; then \
+			sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+			echo "installing$$missing (apt-get)"; \
+			$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "make test needs$$missing: install it (e.g. sudo apt-get install$$missing) and run make test again"; exit 1; \
+		fi; \
+	fi
 
 # deploy/Dockerfile's builder stage replayed into .venv-image (pip fetches its dependencies
 # here, not in the tests), so tests/deploy can run the image's entry point and health check.
