@@ -160,7 +160,11 @@ def test_http_admin_surface_is_refused(kserve_gateway) -> None:  # type: ignore[
     calls = [
         ("POST", "/v2/repository/index", {}),
         ("POST", "/v2/repository/models/add_sub/unload", {}),
-        ("POST", "/v2/repository/models/evil/load", {"parameters": {"config": "{}", "file:1/model.py": "aW1wb3J0IG9z"}}),
+        (
+            "POST",
+            "/v2/repository/models/evil/load",
+            {"parameters": {"config": "{}", "file:1/model.py": "aW1wb3J0IG9z"}},
+        ),
         ("GET", "/v2/systemsharedmemory/status", None),
         ("POST", "/v2/systemsharedmemory/region/r/register", {"key": "/x", "offset": 0, "byte_size": 64}),
         ("POST", "/v2/systemsharedmemory/unregister", {}),
@@ -249,7 +253,9 @@ def test_admin_surface_opens_only_to_the_admin_key(kserve_admin_gateway) -> None
     with pytest.raises(InferenceServerException) as raised:
         client.get_model_repository_index(headers={"authorization": "Bearer sekret"})
     assert raised.value.status() == str(grpc_lib.StatusCode.UNAUTHENTICATED)
-    names = {model.name for model in client.get_model_repository_index(headers={"authorization": "Bearer root-key"}).models}
+    names = {
+        model.name for model in client.get_model_repository_index(headers={"authorization": "Bearer root-key"}).models
+    }
     assert "add_sub" in names
     client.close()
 
@@ -314,7 +320,9 @@ def test_request_timeout_covers_v2_and_the_relay(kserve_admin_gateway, triton) -
     stream = grpcclient.InferInput("stream", [1], "BOOL")
     stream.set_data_from_numpy(np.array([True]))
     params = grpcclient.InferInput("sampling_parameters", [1], "BYTES")
-    params.set_data_from_numpy(np.array([json.dumps({"max_tokens": 400, "ignore_eos": True}).encode()], dtype=np.object_))
+    params.set_data_from_numpy(
+        np.array([json.dumps({"max_tokens": 400, "ignore_eos": True}).encode()], dtype=np.object_)
+    )
     client.async_stream_infer("vllm_slow", [text, stream, params], request_id="relay-deadline")
     client.stop_stream()  # returns once the relay ends the stream
     errors = [error for error in received if error is not None]

@@ -61,7 +61,9 @@ async def gateway(recorder, settings) -> AsyncIterator[tuple[str, int]]:  # type
         await server.close()
 
 
-async def raw_request(address: tuple[str, int], target: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+async def raw_request(
+    address: tuple[str, int], target: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     """Send `target` byte for byte (no client library re-encodes it); (status, whole answer)."""
     reader, writer = await asyncio.open_connection(*address)
     lines = [f"POST {target} HTTP/1.1", "Host: gateway", "Content-Length: 2", "Connection: close"]
