@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.backends.alignment import cut_at
 from gateway.backends.base import TokenizerTools
+from gateway.chat.integrity import ControlTokens
 from gateway.errors import APIError, InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class TokenizerStore:
                 self._default = spec
         self._template = chat_template.read_text() if chat_template else None
         self._loaded: dict[str, Any] = {}
+        self._control_tokens: dict[str, ControlTokens] = {}  # by source, like _loaded
 
     @property
     def sources(self) -> list[str]:
@@ -55,7 +57,8 @@ class TokenizerStore:
         cannot be loaded: a typo should stop the gateway at start, not at first request."""
         for source in self.sources:
             if source not in self._loaded:
-                self._loaded[source] = await asyncio.to_thread(self._load, source)
+                tokenizer = self._loaded[source] = await asyncio.to_thread(self._load, source)
+                self._control_tokens[source] = await asyncio.to_thread(ControlTokens.of, tokenizer)
 
     def _load(self, source: str) -> Any:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -78,6 +81,18 @@ class TokenizerStore:
             except Exception as exc:  # noqa: BLE001 - any loader failure means the same to the client
                 raise TokenizerUnavailable(f"The tokenizer '{source}' could not be loaded: {exc}") from None
         return tokenizer
+
+    def control_tokens(self, model: str) -> ControlTokens | None:
+        """The special tokens of `model`'s tokenizer and their matcher (compiled once per
+        tokenizer: a few ms for Llama 3's 256), or None without a tokenizer."""
+        tokenizer = self.tokenizer(model)
+        source = self.source_for(model)
+        if tokenizer is None or source is None:
+            return None
+        tokens = self._control_tokens.get(source)
+        if tokens is None:
+            tokens = self._control_tokens[source] = ControlTokens.of(tokenizer)
+        return tokens
 
     async def render_chat_async(self, model: str, messages: list[dict[str, Any]], **template_kwargs: Any) -> str:
         """`render_chat`, in a worker thread for long conversations. Rendering costs about

@@ -14,6 +14,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.backends.base import Delta
+from gateway.chat.integrity import check_template_inputs, check_template_variables
 from gateway.engine import Generation
 from gateway.errors import InvalidRequest
 from gateway.http.body import decode_body
@@ -24,7 +25,7 @@ from gateway.http.resolve import resolve_target
 from gateway.http.sampling import check_common, generation_request, unsupported
 from gateway.http.state import GatewayState, state_of
 from gateway.http.streaming import generate_choices, serve_stream
-from gateway.http.tools import ToolPlan, apply_to_text, plan_tools, with_tool_calls
+from gateway.http.tools import ToolPlan, apply_to_text, plan_tools_off_loop, with_tool_calls
 from gateway.settings import per_model
 from gateway.sse import ChunkFramer, frame
 from gateway.structured import StructuredOutput
@@ -128,20 +129,24 @@ def check_chat(body: ChatCompletionRequest) -> None:
         raise InvalidRequest("top_logprobs needs logprobs set to true.", param="top_logprobs")
 
 
-# Arguments the gateway itself passes to apply_chat_template.
-_RESERVED_TEMPLATE_ARGUMENTS = frozenset(
-    {"conversation", "messages", "tools", "documents", "tokenize", "add_generation_prompt", "chat_template"}
-)
-
-
 def chat_template_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    """`chat_template_kwargs` for the template (e.g. enable_thinking), minus the gateway's own."""
-    for key in options or {}:
-        if key in _RESERVED_TEMPLATE_ARGUMENTS or key.startswith("return_"):
-            raise InvalidRequest(
-                f"chat_template_kwargs may not set '{key}': the gateway sets it.", param=f"chat_template_kwargs.{key}"
-            )
+    """`chat_template_kwargs` for the template (e.g. enable_thinking), none of them reserved."""
+    check_template_variables(options)
     return dict(options or {})
+
+
+def check_prompt_inputs(
+    state: GatewayState, model: str, body: ChatCompletionRequest, messages: list[dict[str, Any]], tools: ToolPlan
+) -> None:
+    """What the client gives the template, checked against the model's tokenizer: no special
+    tokens in its text (unless --special-tokens-in-content allow), none of its special-token
+    attributes in chat_template_kwargs."""
+    tokens = state.tokenizers.control_tokens(model)
+    if tokens is None:
+        return  # no tokenizer: rendering refuses the request
+    check_template_variables(body.chat_template_kwargs, tokens.attributes)
+    if state.settings.special_tokens_in_content == "reject":
+        check_template_inputs(tokens, body.messages, messages, tools.template_tools, body.chat_template_kwargs)
 
 
 class ChatStreamFormatter:
@@ -183,13 +188,14 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     check_chat(body)
     messages, images = template_messages(body.messages)
     template_options = chat_template_options(body.chat_template_kwargs)
-    structured = StructuredOutput(body.response_format)
+    structured = await StructuredOutput.checked(body.response_format)
     target = await resolve_target(state, body.model)
     model = target.model
     request[MODEL_NAME] = model.name
-    tools = plan_tools(
+    tools = await plan_tools_off_loop(
         body, per_model(state.settings.tool_call_parser, model.name), state.settings.max_tool_call_parse_bytes
     )
+    check_prompt_inputs(state, model.name, body, messages, tools)
     if tools.template_tools is not None:
         template_options["tools"] = tools.template_tools
     image_data = await load_images(state, model, images)

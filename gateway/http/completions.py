@@ -100,7 +100,7 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     body = await decode_body(request, _DECODER)
     check_completion(body)
-    structured = StructuredOutput(body.response_format)
+    structured = await StructuredOutput.checked(body.response_format)
     target = await resolve_target(state, body.model)
     model = target.model
     request[MODEL_NAME] = model.name

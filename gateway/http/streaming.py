@@ -68,7 +68,7 @@ async def generate_choices(
     async with within_deadline(request):
         results = await state.engine.generate_many(model, [choice.request for choice in choices], tokenizer)
     for choice, result in zip(choices, results, strict=True):
-        structured.check_output(result.text)
+        await structured.check_output_async(result.text)
         choice.record(result)
     usage = total_usage(choices, tokenizer)
     record_usage(state.metrics, model.name, usage)
@@ -100,7 +100,7 @@ async def serve_stream(
     judges each choice's whole text when it ends."""
     include_usage = options is not None and options.include_usage
     continuous_usage = include_usage and options is not None and options.continuous_usage_stats
-    check_output = structured.check_output if structured.checks_output else None
+    check_output = structured.check_output_async if structured.checks_output else None
     deadline = request.get(DEADLINE)
     metrics = state_of(request).metrics
     model = request.get(MODEL_NAME, "")
@@ -134,7 +134,7 @@ async def serve_stream(
                     out += formatter.chunk(index, delta, usage, offset)
                 if finish_reason is not None:
                     if check_output is not None:
-                        check_output(choice.text)
+                        await check_output(choice.text)
                     unfinished -= 1
                     if not unfinished:
                         break

@@ -12,6 +12,8 @@ from typing import Any
 from gateway.backends.base import Delta, GuidedDecoding, ToolCall
 from gateway.chat.tools import FORMATS, REQUIRED_FORMAT, ToolCallOverflow, ToolCallParser, ToolFormat, named_format
 from gateway.errors import InvalidRequest
+from gateway.schema_check import off_loop
+from gateway.schema_limits import MAX_TOOL_SCHEMA_NODES, too_complex
 from gateway.structured import check_schema
 from schemas.requests import ChatCompletionRequest, NamedToolChoice
 
@@ -44,9 +46,15 @@ def plan_tools(body: ChatCompletionRequest, parser_name: str | None, max_bytes: 
     if len(set(names)) != len(names):
         raise InvalidRequest("Tool names must be unique.", param="tools")
     schemas = {}
+    nodes = 0
     for index, tool in enumerate(tools):
         parameters = tool.function.parameters or _ANY_OBJECT
-        check_schema(parameters, f"tools[{index}].function.parameters")
+        param = f"tools[{index}].function.parameters"
+        nodes += check_schema(parameters, param).nodes
+        if nodes > MAX_TOOL_SCHEMA_NODES:
+            raise too_complex(
+                f"The tools' parameter schemas have more than {MAX_TOOL_SCHEMA_NODES:,} values in all.", param
+            )
         schemas[tool.function.name] = parameters
     template_tools = [{"type": "function", "function": _function_dict(tool.function)} for tool in tools]
     single = body.parallel_tool_calls is False
@@ -72,6 +80,13 @@ def plan_tools(body: ChatCompletionRequest, parser_name: str | None, max_bytes: 
             param="tool_choice",
         )
     return dataclasses.replace(plan, fmt=FORMATS[parser_name])
+
+
+async def plan_tools_off_loop(body: ChatCompletionRequest, parser_name: str | None, max_bytes: int) -> ToolPlan:
+    """plan_tools, in a schema-check thread when there are tool schemas to check."""
+    if not body.tools:
+        return plan_tools(body, parser_name, max_bytes)
+    return await off_loop(plan_tools, body, parser_name, max_bytes)
 
 
 def _function_dict(function: Any) -> dict[str, Any]:
