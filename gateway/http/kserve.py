@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.errors import BackendUnavailable, GatewayTimeout, InvalidRequest
-from gateway.http.middleware import DEADLINE
+from gateway.http.middleware import DEADLINE, cancelled_by_shutdown
 from gateway.http.state import state_of
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,11 @@ async def forward(request: web.Request) -> web.StreamResponse:
             # The status is sent already: all that is left is to end the connection early.
             log.warning("Triton's HTTP response ended early: %s", exc or type(exc).__name__)
             response.force_close()
+            return response
+        except asyncio.CancelledError:
+            if not cancelled_by_shutdown(request):
+                raise
+            response.force_close()  # the drain's end: no error shape fits a KServe body half sent
             return response
         await response.write_eof()
     return response

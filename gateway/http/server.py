@@ -126,6 +126,10 @@ async def serve(
     access_log: logging.Logger | None = None,
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM, then drain."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # from the start: a signal during start-up stops too
+        loop.add_signal_handler(sig, stop.set)
     runner = GatewayRunner(
         app,
         settings,
@@ -140,10 +144,6 @@ async def serve(
         await site.start()
         if announce is not None:
             announce()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("shutting down: no new connections; in-flight requests get %gs", settings.shutdown_timeout)
         await site.stop()
