@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -157,6 +159,21 @@ class EmbeddingAdapter(Protocol):
         ...
 
 
+def declared_shape(dims: Sequence[int], count: int) -> list[int]:
+    """The shape of `count` elements as an input declares it (without the batch dimension):
+    fixed dimensions kept ([1, 1] stays [1, 1]), the last variable one (-1) holding the count;
+    [count] where the declaration cannot hold that many."""
+    fixed = math.prod(size for size in dims if size != -1)
+    variable = [index for index, size in enumerate(dims) if size == -1]
+    if not dims or fixed <= 0 or count % fixed:
+        return [count]
+    if not variable:
+        return list(dims) if fixed == count else [count]
+    shape = [1 if size == -1 else size for size in dims]
+    shape[variable[-1]] = count // fixed
+    return shape
+
+
 class RequestBuilder:
     """Adds input tensors to a ModelInferRequest in the shape the model declares."""
 
@@ -169,10 +186,9 @@ class RequestBuilder:
         tensor = self.message.inputs.add()
         tensor.name = name
         tensor.datatype = datatype
-        if self._batched:
-            tensor.shape.extend((1, count))
-        else:
-            tensor.shape.append(count)
+        spec = self.model.inputs.get(name)
+        shape = declared_shape(spec.dims, count) if spec is not None else [count]
+        tensor.shape.extend([1, *shape] if self._batched else shape)
         self.message.raw_input_contents.append(raw)
 
     def add_bytes(self, name: str, value: bytes) -> None:

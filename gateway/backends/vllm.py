@@ -24,7 +24,12 @@ from gateway.backends.base import (
     output_indices,
     token_counts,
 )
-from gateway.backends.errors import generic_backend_error, translate_triton_error
+from gateway.backends.errors import (
+    generic_backend_error,
+    parameter_refusal,
+    silent_backend_error,
+    translate_triton_error,
+)
 from gateway.errors import APIError, BackendError, BadGateway, InvalidRequest
 from gateway.triton import tensors
 from gateway.triton.registry import ModelInfo
@@ -32,6 +37,7 @@ from gateway.triton.registry import ModelInfo
 _UNHELPFUL_PARAMETER_ERROR = "'NoneType' object has no attribute 'lora_name'"
 _STREAM_PREFIX = "Error generating stream: "
 _CONTEXT_TOO_LONG = "longer than the maximum model length"
+_NO_MATRYOSHKA = "does not support Matryoshka embeddings"
 
 # vLLM finish reasons -> OpenAI's; "abort" and "error" end the request with an error.
 _FINISH_REASONS = {"stop": "stop", "length": "length", "repetition": "stop"}
@@ -82,6 +88,16 @@ class VllmAdapter:
         self._guided_key = options.structured_outputs_key(model.name)
 
     def build_request(self, request: GenerationRequest) -> pb.ModelInferRequest:
+        if request.logit_bias:
+            # The backend coerces sampling-parameter values but not keys: a JSON object's keys
+            # reach vLLM as strings, where it needs token ids, and vLLM fails with a TypeError
+            # (vLLM 0.32: an error with no message). Nothing the gateway sends can fix that.
+            raise InvalidRequest(
+                "logit_bias cannot work through Triton's vLLM backend: it hands vLLM the token ids as "
+                "strings (JSON object keys), which vLLM cannot use.",
+                param="logit_bias",
+                code="unsupported_parameter",
+            )
         builder = RequestBuilder(self.model, request.request_id)
         builder.add_bytes("text_input", request.prompt.encode("utf-8"))
         builder.add_bool_if_declared("stream", request.stream)
@@ -197,16 +213,27 @@ class VllmAdapter:
                 param="model",
                 code="model_not_supported",
             )
-        if _CONTEXT_TOO_LONG in message:
+        detail = message.strip().removeprefix(_STREAM_PREFIX.strip()).strip()
+        if not detail:
+            return silent_backend_error()
+        refusal = parameter_refusal(detail)
+        if refusal is not None:
+            return refusal
+        if _CONTEXT_TOO_LONG in message:  # vLLM before its (parameter=…) refusals
             return InvalidRequest(
-                f"The prompt is too long for this model: {message.removeprefix(_STREAM_PREFIX)}",
-                code="context_length_exceeded",
+                f"The prompt is too long for this model: {detail}", param="messages", code="context_length_exceeded"
+            )
+        if _NO_MATRYOSHKA in message:
+            return InvalidRequest(
+                f"The model '{self.model.name}' takes no dimensions: {detail}",
+                param="dimensions",
+                code="unsupported_parameter",
             )
         if message.startswith("LoRA"):
             return InvalidRequest(f"The model rejected the LoRA adapter: {message}", param="model")
         if message == "Request was cancelled":
             return BackendError("The request was cancelled on the inference server.", code="cancelled")
-        return generic_backend_error(message.removeprefix(_STREAM_PREFIX))
+        return generic_backend_error(detail)
 
 
 def parse_logprobs(raw: bytes, top: int) -> list[TokenLogprob] | None:

@@ -41,6 +41,25 @@ def token_bias(bias: dict[str, float] | None, vocab_size: int | None) -> dict[in
     return checked
 
 
+def checked_min_tokens(min_tokens: int | None, max_tokens: int) -> int | None:
+    """vLLM fails inside the engine on min_tokens > max_tokens; say so up front."""
+    if min_tokens is not None and min_tokens > max_tokens:
+        raise InvalidRequest(f"min_tokens ({min_tokens}) may not exceed max_tokens ({max_tokens}).", param="min_tokens")
+    return min_tokens
+
+
+def checked_stop_token_ids(token_ids: list[int] | None, vocab_size: int | None) -> list[int] | None:
+    """stop_token_ids inside the vocabulary when it is known (vLLM refuses others)."""
+    if token_ids and vocab_size is not None:
+        outside = [token for token in token_ids if not 0 <= token < vocab_size]
+        if outside:
+            raise InvalidRequest(
+                f"stop_token_ids {outside} are not token ids of this model (the vocabulary has {vocab_size} tokens).",
+                param="stop_token_ids",
+            )
+    return token_ids
+
+
 def generation_request(
     body: SamplingFields,
     *,
@@ -64,9 +83,9 @@ def generation_request(
         top_k=body.top_k,
         min_p=body.min_p,
         repetition_penalty=body.repetition_penalty,
-        min_tokens=body.min_tokens,
+        min_tokens=checked_min_tokens(body.min_tokens, max_tokens),
         ignore_eos=body.ignore_eos,
-        stop_token_ids=body.stop_token_ids,
+        stop_token_ids=checked_stop_token_ids(body.stop_token_ids, vocab_size),
         skip_special_tokens=body.skip_special_tokens,
         include_stop_str_in_output=body.include_stop_str_in_output,
         logit_bias=token_bias(body.logit_bias, vocab_size),

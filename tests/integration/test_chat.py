@@ -154,3 +154,14 @@ async def test_every_value_the_gateway_accepts_is_accepted_by_the_backend(client
     for edge in edges:
         response = await chat(client, **edge)
         assert response.status == 200, (edge, await response.text())
+
+
+async def test_inputs_go_in_the_shape_the_model_declares(client) -> None:  # type: ignore[no-untyped-def]
+    """vllm_shaped declares its scalar inputs [1, 1] (max_batch_size 0); Triton refuses any
+    other shape ("unexpected shape for input …")."""
+    for stream in (False, True):
+        body = {"model": "vllm_shaped", "messages": [{"role": "user", "content": "Hello there"}], "stream": stream}
+        response = await client.post("/v1/chat/completions", json={**body, "temperature": 0})
+        assert response.status == 200, await response.text()
+        if not stream:
+            assert (await response.json())["choices"][0]["message"]["content"] == "You said: Hello there"

@@ -104,8 +104,9 @@ async def test_prompt_longer_than_the_context_is_a_400_not_a_backend_crash(clien
     for stream in (False, True):
         body = {"model": "vllm_model", "messages": messages, "stream": stream}
         error = await error_of(await client.post("/v1/chat/completions", json=body), 400)
-        assert error["code"] == "context_length_exceeded"
-        assert "maximum model length" in error["message"]
+        assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+        assert "maximum context length is 256 tokens" in error["message"]
+        assert "parameter=" not in error["message"]
 
 
 async def test_oversize_body_is_413(aiohttp_client, settings) -> None:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ async def test_lists_only_text_generation_models(client) -> None:
         "vllm_guided_legacy",
         "vllm_legacy",
         "vllm_model",
+        "vllm_shaped",
         "vllm_slow",
     ]
     for card in body["data"]:

@@ -52,8 +52,12 @@ async def test_include_stop_str_in_output(client, model: str, stream: bool) -> N
     assert text == REPLY
 
 
-async def test_logit_bias_is_checked_against_the_vocabulary(client, tokenizer) -> None:  # type: ignore[no-untyped-def]
-    assert (await chat(client, logit_bias={"5": 10.0})).status == 200
+async def test_logit_bias_is_refused_on_vllm_models_with_the_reason(client, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    # Triton's vLLM backend hands vLLM string keys, which vLLM cannot use: a 400 saying so.
+    response = await chat(client, logit_bias={"5": 10.0})
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["param"] == "logit_bias" and error["code"] == "unsupported_parameter" and "strings" in error["message"]
     for bias in ({str(len(tokenizer) + 10): 1.0}, {"-1": 1.0}, {"word": 1.0}):
         response = await chat(client, logit_bias=bias)
         assert response.status == 400
@@ -98,3 +102,15 @@ async def test_continuous_usage_stats_put_usage_on_every_chunk(client) -> None:
     chunks = [event for event in events[:-1] if event["choices"]]
     counts = [chunk["usage"]["completion_tokens"] for chunk in chunks[1:]]
     assert counts == sorted(counts) and counts[-1] == events[-2]["usage"]["completion_tokens"]
+
+
+async def test_min_tokens_above_max_tokens_is_refused(client) -> None:  # type: ignore[no-untyped-def]
+    response = await chat(client, min_tokens=20, max_tokens=10)
+    assert response.status == 400 and (await response.json())["error"]["param"] == "min_tokens"
+
+
+async def test_stop_token_ids_outside_the_vocabulary_are_refused(client, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    response = await chat(client, stop_token_ids=[5, len(tokenizer) + 99])
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["param"] == "stop_token_ids" and str(len(tokenizer) + 99) in error["message"]

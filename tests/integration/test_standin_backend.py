@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from tritonclient.grpc import service_pb2 as pb
@@ -95,3 +96,23 @@ async def test_scalars_are_coerced_like_the_real_backend(triton) -> None:
         triton, build("hi", {"max_tokens": "20", "ignore_eos": "false"}, exclude_input_in_output=True, **ALL_OUTPUTS)
     )
     assert got[-1]["finish_reason"] == "length" and got[-1]["num_output_tokens"] == [20]
+
+
+async def test_string_keyed_logit_bias_fails_with_an_empty_message(triton) -> None:  # type: ignore[no-untyped-def]
+    """What the real backend does: it coerces values, not keys, so vLLM gets string token ids
+    and fails with a TypeError that vLLM 0.32 wraps into an exception with no message."""
+    with pytest.raises(TritonErrorMessage) as raised:
+        await responses(triton, build("hi", {"max_tokens": 5, "logit_bias": {"5": 1.0}}, exclude_input_in_output=True))
+    assert raised.value.message == "Error generating stream: "
+
+
+async def test_refusals_carry_vllm_parameter_suffix(triton) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TritonErrorMessage) as raised:
+        await responses(triton, build("word " * 400, {"max_tokens": 5}, exclude_input_in_output=True))
+    assert raised.value.message.startswith("Error generating stream: This model's maximum context length is 256")
+    assert re.search(r"\(parameter=input_tokens, value=\d+\)$", raised.value.message)
+    with pytest.raises(TritonErrorMessage) as raised:
+        await responses(
+            triton, build("hi", {"max_tokens": 5, "stop_token_ids": [999999]}, exclude_input_in_output=True)
+        )
+    assert "(parameter=stop_token_ids, value=[999999])" in raised.value.message

@@ -31,3 +31,21 @@ def test_numbers_round_trip(datatype: str, values: list[float]) -> None:
 
 def test_uint32_is_little_endian() -> None:
     assert tensors.decode_first_int(b"\x0b\x00\x00\x00", "UINT32") == 11
+
+
+@pytest.mark.parametrize(
+    ("dims", "count", "shape"),
+    [
+        ((1,), 1, [1]),
+        ((1, 1), 1, [1, 1]),
+        ((-1,), 3, [3]),
+        ((1, -1), 3, [1, 3]),
+        ((-1, -1), 2, [1, 2]),
+        ((2,), 1, [1]),  # cannot hold it as declared: the plain count
+        ((), 1, [1]),
+    ],
+)
+def test_inputs_take_the_declared_shape(dims: tuple[int, ...], count: int, shape: list[int]) -> None:
+    from gateway.backends.base import declared_shape
+
+    assert declared_shape(dims, count) == shape

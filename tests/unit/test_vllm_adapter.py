@@ -141,6 +141,29 @@ def test_error_translation() -> None:
     assert isinstance(too_long, InvalidRequest) and too_long.code == "context_length_exceeded"
     lora = adapter.translate_error("LoRA feature is not enabled.")
     assert isinstance(lora, InvalidRequest) and lora.param == "model"
+    # vLLM 0.32's refusals, whatever the wording: the (parameter=…, value=…) suffix names the field.
+    context = adapter.translate_error(
+        "Error generating stream: This model's maximum context length is 512 tokens. However, your prompt "
+        "contains at least 513 input tokens. Please reduce the length of the input prompt. "
+        "(parameter=input_tokens, value=513)"
+    )
+    assert isinstance(context, InvalidRequest) and context.code == "context_length_exceeded"
+    assert context.param == "messages" and context.message.endswith("input prompt.")
+    stop_ids = adapter.translate_error(
+        "Error generating stream: token_id(s) [99999] in stop_token_ids contain out-of-vocab token ids. "
+        "Vocabulary size: 128256 (parameter=stop_token_ids, value=[99999])"
+    )
+    assert isinstance(stop_ids, InvalidRequest) and stop_ids.param == "stop_token_ids"
+    novel = adapter.translate_error("Error generating stream: some future check failed (parameter=top_q, value=3)")
+    assert isinstance(novel, InvalidRequest) and novel.param == "top_q" and novel.code == "invalid_value"
+    matryoshka = adapter.translate_error(
+        "Error generating stream: Model 'e5' does not support Matryoshka embeddings; dimensions must be unset "
+        "(received dimensions=16)"
+    )
+    assert isinstance(matryoshka, InvalidRequest) and matryoshka.param == "dimensions"
+    for silent in ("Error generating stream: ", "Error generating stream:", ""):
+        empty = adapter.translate_error(silent)
+        assert isinstance(empty, BackendError) and "Triton's log" in empty.message and "request id" in empty.message
     other = adapter.translate_error("Error generating stream: CUDA out of memory")
     assert isinstance(other, BackendError) and other.message.endswith("CUDA out of memory")
 
@@ -149,7 +172,7 @@ def sampling_json(message: pb.ModelInferRequest) -> dict:
     return json.loads(tensors.decode_first_bytes(inputs_of(message)["sampling_parameters"][2]))
 
 
-def test_extensions_and_logit_bias_pass_through() -> None:
+def test_extensions_pass_through() -> None:
     message = VllmAdapter(model(ALL_INPUTS), BackendOptions()).build_request(
         generation_request(
             top_k=3,
@@ -160,14 +183,13 @@ def test_extensions_and_logit_bias_pass_through() -> None:
             stop_token_ids=[7],
             skip_special_tokens=False,
             include_stop_str_in_output=True,
-            logit_bias={42: -5.0},
         )
     )
     params = sampling_json(message)
     assert params["top_k"] == 3 and params["min_p"] == 0.2 and params["repetition_penalty"] == 1.1
     assert params["min_tokens"] == 2 and params["ignore_eos"] is True and params["stop_token_ids"] == [7]
     assert params["skip_special_tokens"] is False and params["include_stop_str_in_output"] is True
-    assert params["logit_bias"] == {"42": -5.0}
+    assert "logit_bias" not in params
 
 
 def test_guided_decoding_is_a_json_string_under_the_configured_key() -> None:
@@ -188,3 +210,10 @@ def test_structured_outputs_key_per_model_and_default() -> None:
     assert options.structured_outputs_key("old") == "guided_decoding"
     assert options.structured_outputs_key("new") == "structured_outputs"
     assert BackendOptions().structured_outputs_key("any") == "structured_outputs"
+
+
+def test_logit_bias_is_refused_with_the_reason() -> None:
+    adapter = VllmAdapter(model(ALL_INPUTS), BackendOptions())
+    with pytest.raises(InvalidRequest) as raised:
+        adapter.build_request(generation_request(logit_bias={42: -5.0}))
+    assert raised.value.param == "logit_bias" and "strings" in raised.value.message

@@ -12,7 +12,10 @@ protocol with the same quirks, so the gateway cannot tell it apart on the wire:
 * non-streaming prepends the prompt unless `exclude_input_in_output` is true; streaming with
   `exclude_input_in_output` false is an error;
 * sampling parameters are coerced with int()/float()/bool()/str(); an unknown key or an invalid
-  value fails with vLLM's unhelpful "'NoneType' object has no attribute 'lora_name'";
+  value fails with vLLM's unhelpful "'NoneType' object has no attribute 'lora_name'"; keys are
+  not coerced, so `logit_bias` fails with an empty message (vLLM 0.32 wraps its TypeError);
+* vLLM 0.32's refusals: a prompt past `max_model_len` and out-of-vocabulary `stop_token_ids`
+  end in "(parameter=NAME, value=V)";
 * the end-of-sequence token is counted in `num_output_tokens` but adds no text;
 * a cancelled request is aborted at the next step with the error "Request was cancelled".
 
@@ -78,6 +81,13 @@ _OTHER_PARAMS = {
 }
 
 
+class _SilentEngineError(Exception):
+    """vLLM 0.32's wrapper of unexpected engine exceptions: its message is empty."""
+
+    def __str__(self) -> str:
+        return ""
+
+
 class SamplingParams:
     """What the stand-in honours of vLLM's SamplingParams, validated like vLLM does."""
 
@@ -101,7 +111,9 @@ class SamplingParams:
         self.frequency_penalty: float = coerced.get("frequency_penalty", 0.0)
         self.include_stop_str_in_output: bool = coerced.get("include_stop_str_in_output", False)
         self.lora_name: str | None = coerced.get("lora_name")
-        self.logit_bias = {int(token): float(bias) for token, bias in (coerced.get("logit_bias") or {}).items()}
+        # Values are coerced, keys are not: logit_bias keeps the JSON object's string keys,
+        # exactly what reaches vLLM through the real backend.
+        self.logit_bias = {token: float(bias) for token, bias in (coerced.get("logit_bias") or {}).items()}
         self.vocab_size = vocab_size
         guided = coerced.get("structured_outputs", coerced.get("guided_decoding"))
         self.guided: dict[str, Any] | None = json.loads(guided) if isinstance(guided, str) else guided
@@ -131,8 +143,20 @@ class SamplingParams:
             raise ValueError("logprobs must be non-negative")
         if any(not isinstance(s, str) for s in self.stop):
             raise ValueError("stop must be a string or a list of strings")
-        if any(not 0 <= token < self.vocab_size for token in self.logit_bias):
-            raise ValueError("logit_bias names a token outside the vocabulary")
+
+
+def engine_checks(params: SamplingParams) -> None:
+    """What vLLM's engine checks once the request reaches it (past the backend's parsing)."""
+    if any(isinstance(token, str) for token in params.logit_bias):
+        # vLLM compares the keys with ints and fails with a TypeError, which vLLM 0.32 wraps
+        # into an exception whose message is empty.
+        raise _SilentEngineError()
+    outside = [token for token in params.stop_token_ids if not 0 <= token < params.vocab_size]
+    if outside:
+        raise ValueError(
+            f"token_id(s) {outside} in stop_token_ids contain out-of-vocab token ids. "
+            f"Vocabulary size: {params.vocab_size} (parameter=stop_token_ids, value={outside})"
+        )
 
 
 def _parse_sampling_parameters(raw: str, guided_keys: list[str], vocab_size: int) -> SamplingParams | None:
@@ -216,12 +240,15 @@ class TritonPythonModel(AsyncDecoupledModel):
 
         params = _parse_sampling_parameters(params_json, self.guided_keys, self.tokenizer.vocab_size())
         _ = params.lora_name  # type: ignore[union-attr]  # the real backend fails here the same way
+        engine_checks(params)  # type: ignore[arg-type]
 
         prompt_ids = self.tokenizer.encode(prompt)
         if len(prompt_ids) > self.max_model_len:
+            # vLLM 0.32's wording, with its (parameter=…, value=…) suffix.
             raise ValueError(
-                f"The decoder prompt (length {len(prompt_ids)}) is longer than the maximum model length of "
-                f"{self.max_model_len}. Make sure that `max_model_len` is no smaller than the number of text tokens."
+                f"This model's maximum context length is {self.max_model_len} tokens. However, your prompt "
+                f"contains at least {len(prompt_ids)} input tokens. Please reduce the length of the input prompt. "
+                f"(parameter=input_tokens, value={len(prompt_ids)})"
             )
         if params.guided:
             reply = guided_reply(params.guided, last_user_turn(prompt))
