@@ -215,8 +215,11 @@ class _LlmApiParams:
             return default if value is None else value.reshape(-1)[0].item()
 
         self.max_tokens = int(scalar("max_tokens", 32))
-        self.temperature = float(scalar("temperature", 1.0))
+        temperature, top_p = scalar("temperature", None), scalar("top_p", None)
         self.top_k = int(scalar("top_k", 0))
+        # Greedy when temperature, top_k and top_p are all unset, as the LLM API documents.
+        unset = temperature is None and top_p is None and self.top_k == 0
+        self.temperature = 0.0 if unset else float(1.0 if temperature is None else temperature)
         self.seed = scalar("seed", None)
         stop = _array(request, "sampling_param_stop")
         self.stop = [w.decode("utf-8") for w in stop.reshape(-1).tolist()] if stop is not None else []

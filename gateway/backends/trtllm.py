@@ -107,13 +107,10 @@ class TrtllmAdapter:
         stream_input = self._names["stream"]
         if stream_input is not None:
             builder.add_bool(stream_input, request.stream)
-        temperature = request.temperature
-        if temperature == 0.0 and self._names["top_k"] is not None:
-            # Greedy decoding the TensorRT-LLM way: keep only the most likely token.
-            self._add_number(builder, "top_k", 1)
-            temperature = None
+        temperature, top_k, top_p = self._sampling(request)
         self._add_number(builder, "temperature", temperature)
-        self._add_number(builder, "top_p", request.top_p)
+        self._add_number(builder, "top_k", top_k)
+        self._add_number(builder, "top_p", top_p)
         self._add_number(builder, "presence_penalty", request.presence_penalty)
         self._add_number(builder, "frequency_penalty", request.frequency_penalty)
         if request.seed is not None and request.seed < 0:
@@ -150,6 +147,21 @@ class TrtllmAdapter:
         builder.add_bool_if_declared("return_num_output_tokens", True)
         builder.add_bool_if_declared("return_finish_reason", True)
         return builder.message
+
+    def _sampling(self, request: GenerationRequest) -> tuple[float | None, int | None, float | None]:
+        """temperature, top_k and top_p as TensorRT-LLM should get them. Greedy (temperature
+        0) is top_k 1. Otherwise OpenAI samples (temperature 1, top_p 1 by default), but
+        TensorRT-LLM decodes greedily when temperature, top_k and top_p are all unset, and a
+        temperature alone was not seen to make it sample: OpenAI's defaults are sent outright
+        wherever the model declares the inputs."""
+        temperature, top_k, top_p = request.temperature, request.top_k, request.top_p
+        if temperature == 0.0 and self._names["top_k"] is not None:
+            return None, 1, top_p
+        if temperature is None and self._names["temperature"] is not None:
+            temperature = 1.0
+        if top_k is None and top_p is None and self._names["top_p"] is not None:
+            top_p = 1.0
+        return temperature, top_k, top_p
 
     def _require(self, field: str) -> str:
         name = self._names[field]

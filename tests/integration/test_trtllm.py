@@ -163,3 +163,16 @@ async def test_disconnect_cancels_a_bls_request(gateway_process, triton) -> None
     while f"[bls] Cancelling the request {request_id}" not in triton.read_log() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert f"[bls] Cancelling the request {request_id}" in triton.read_log()
+
+
+@pytest.mark.parametrize("model", ["ensemble", "tensorrt_llm_bls", "llmapi"])
+def test_requests_without_sampling_fields_sample_as_openai_does(sdk: openai.OpenAI, model: str) -> None:
+    """TensorRT-LLM decodes greedily when temperature, top_k and top_p are all unset; OpenAI
+    samples at temperature 1. The stand-ins draw their opening at random only when sampling."""
+    replies = set()
+    for seed in range(6):
+        reply = sdk.chat.completions.create(model=model, messages=user("Hello"), max_tokens=30, seed=seed)
+        replies.add(reply.choices[0].message.content)
+    assert len(replies) > 1, replies  # sampled
+    greedy = sdk.chat.completions.create(model=model, messages=user("Hello"), max_tokens=30, temperature=0)
+    assert greedy.choices[0].message.content == "You said: Hello"

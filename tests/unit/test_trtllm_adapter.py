@@ -88,6 +88,33 @@ def test_greedy_is_top_k_one() -> None:
     assert "temperature" not in sent
 
 
+def sampling_sent(**fields: float | None) -> dict[str, bytes]:
+    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
+    sent = inputs_of(adapter.build_request(generation_request(**fields)))
+    return {name: sent[name][2] for name in ("temperature", "top_k", "top_p") if name in sent}
+
+
+def test_openai_sampling_defaults_are_sent_outright() -> None:
+    """TensorRT-LLM decodes greedily when temperature, top_k and top_p are all unset; OpenAI
+    samples. So a request that samples says so."""
+    fp32, int32 = (
+        (lambda value: tensors.encode_numbers([value], "FP32")),
+        (lambda v: tensors.encode_numbers([v], "INT32")),
+    )
+    assert sampling_sent() == {"temperature": fp32(1.0), "top_p": fp32(1.0)}
+    assert sampling_sent(temperature=0.7) == {"temperature": fp32(0.7), "top_p": fp32(1.0)}
+    assert sampling_sent(temperature=0.7, top_k=40) == {"temperature": fp32(0.7), "top_k": int32(40)}
+    assert sampling_sent(top_p=0.5) == {"temperature": fp32(1.0), "top_p": fp32(0.5)}
+    assert sampling_sent(temperature=0.0, top_k=40) == {"top_k": int32(1)}  # greedy wins
+
+
+def test_top_k_needs_a_top_k_input() -> None:
+    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
+    with pytest.raises(InvalidRequest) as caught:
+        adapter.build_request(generation_request(top_k=5))
+    assert caught.value.param == "top_k"
+
+
 def test_old_input_names_and_nothing_undeclared() -> None:
     adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
     sent = inputs_of(adapter.build_request(generation_request(seed=3)))

@@ -153,8 +153,13 @@ class TritonPythonModel(AsyncDecoupledModel):
             guide = _scalar(request, "guided_decoding_guide") or b""
             return guided_reply(guide_spec(guide_type.decode(), guide.decode()), last_user_turn(prompt))
         top_k = _scalar(request, "runtime_top_k")
+        top_p = _scalar(request, "runtime_top_p")
         temperature = _scalar(request, "temperature")
-        greedy = (top_k is not None and int(top_k) == 1) or (temperature is not None and float(temperature) == 0.0)
+        # TensorRT-LLM decodes greedily when none of the three is set (its LLM API documents it).
+        unset = top_k is None and top_p is None and temperature is None
+        greedy = (
+            unset or (top_k is not None and int(top_k) == 1) or (temperature is not None and float(temperature) == 0.0)
+        )
         seed = _scalar(request, "seed", "random_seed")
         return reply_for(prompt, 0.0 if greedy else 1.0, None if seed is None else int(seed))
 
