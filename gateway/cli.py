@@ -172,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.special_tokens_in_content,
     )
     flag(
+        "--image-models",
+        "models that take images, besides those whose model.json sets limit_mm_per_prompt or whose tokenizer "
+        "folder holds an image processor config (comma-separated)",
+        metavar="MODELS",
+    )
+    flag(
         "--allow-remote-images",
         "fetch http(s) image URLs named in chat messages (otherwise only data: URLs are taken)",
         action="store_true",
@@ -380,6 +386,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | 
         tool_call_parser=_tool_call_parsers(parser, args.tool_call_parser or ()),
         max_tool_call_parse_bytes=args.max_tool_call_parse_bytes,
         special_tokens_in_content=args.special_tokens_in_content,
+        image_models=_csv(args.image_models),
         allow_remote_images=args.allow_remote_images,
         remote_image_max_bytes=args.remote_image_max_bytes,
         remote_image_timeout=args.remote_image_timeout,

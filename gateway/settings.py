@@ -29,6 +29,7 @@ class Settings:
     tool_call_parser: tuple[str, ...] = ()
     max_tool_call_parse_bytes: int = 131072
     special_tokens_in_content: str = "reject"  # or "allow": special-token text in chat input forges turns
+    image_models: tuple[str, ...] = ()  # models that take images, besides what their files say
     allow_remote_images: bool = False
     remote_image_max_bytes: int = 10 * 1024 * 1024
     remote_image_timeout: float = 10.0

@@ -116,9 +116,11 @@ def _history_call(call: dict[str, Any], param: str) -> dict[str, Any]:
 async def load_images(state: GatewayState, model: ModelInfo, images: list[ImageReference]) -> list[bytes] | None:
     if not images:
         return None
-    if not model.accepts("image"):
+    if not state.image_models.takes_images(model):
         raise InvalidRequest(
-            f"The model '{model.name}' takes no images.", param=images[0].param.removesuffix(".image_url.url")
+            f"The model '{model.name}' takes no images: {state.image_models.reason()}.",
+            param=images[0].param.removesuffix(".image_url.url"),
+            code="unsupported_parameter",
         )
     return list(await asyncio.gather(*(state.images.load(image.url, image.param) for image in images)))
 

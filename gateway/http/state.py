@@ -11,6 +11,7 @@ from gateway.engine import Engine
 from gateway.http.images import ImageLoader
 from gateway.lora import LoraCatalog
 from gateway.metrics import Metrics
+from gateway.multimodal import ImageModels
 from gateway.settings import Settings
 from gateway.triton.client import TritonClient
 from gateway.triton.registry import ModelRegistry
@@ -26,6 +27,7 @@ class GatewayState:
     images: ImageLoader
     metrics: Metrics
     lora: LoraCatalog
+    image_models: ImageModels
 
 
 STATE = web.AppKey("state", GatewayState)

@@ -69,6 +69,47 @@ async def test_models_without_an_image_input_refuse_images(client) -> None:
         assert (await response.json())["error"]["param"] == "messages[0].content[1]"
 
 
+async def test_text_only_models_refuse_images_although_they_declare_the_input(aiohttp_client, settings) -> None:  # type: ignore[no-untyped-def]
+    """vllm_slow declares `image` (as the real backend's auto-complete does on every model) but
+    nothing in the deployment says it is multimodal: a 400 from the gateway, not vLLM's
+    empty-message failure. Named in --image-models, its images go through (and the stand-in,
+    like vLLM, fails on them)."""
+    body = {"model": "vllm_slow", "messages": image_message(DATA_URL), "max_tokens": 5}
+    client = await aiohttp_client(create_app(settings))
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["param"] == "messages[0].content[1]" and "--image-models" in error["message"]
+    named = await aiohttp_client(create_app(replace(settings, image_models=("vllm_slow",))))
+    response = await named.post("/v1/chat/completions", json=body)
+    assert response.status == 500
+    assert "Triton's log" in (await response.json())["error"]["message"]  # vLLM said nothing more
+
+
+def test_what_the_deployment_says_decides(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from gateway.multimodal import ImageModels
+    from gateway.triton.flavours import Flavour
+    from gateway.triton.registry import ModelInfo, TensorSpec
+
+    def info(name: str) -> ModelInfo:
+        image = TensorSpec("image", "BYTES", (-1,), True)
+        return ModelInfo(name, "1", Flavour.VLLM, "vllm", "", 0, True, {"image": image}, frozenset(), {})
+
+    (tmp_path / "repo" / "vision" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "vision" / "1" / "model.json").write_text(json.dumps({"limit_mm_per_prompt": {"image": 2}}))
+    (tmp_path / "repo" / "text" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "text" / "1" / "model.json").write_text(json.dumps({"model": "x"}))
+    (tmp_path / "processor").mkdir()
+    (tmp_path / "processor" / "preprocessor_config.json").write_text("{}")
+    sources = {"with_processor": str(tmp_path / "processor")}
+    models = ImageModels(["named"], tmp_path / "repo", sources.get)
+    assert models.takes_images(info("vision")) and models.takes_images(info("named"))
+    assert models.takes_images(info("with_processor"))
+    assert not models.takes_images(info("text")) and not models.takes_images(info("unknown"))
+
+
 async def test_remote_images_when_allowed(aiohttp_client, settings) -> None:  # type: ignore[no-untyped-def]
     image_server = web.Application()
 

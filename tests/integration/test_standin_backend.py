@@ -3,6 +3,7 @@ the gateway's tests are only as good as this imitation."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -12,6 +13,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from gateway.triton import tensors
 from gateway.triton.client import TritonClient, TritonErrorMessage
+from tests.integration.test_images import png
 
 
 def build(prompt: str, params: dict, **bools: bool) -> pb.ModelInferRequest:
@@ -116,3 +118,14 @@ async def test_refusals_carry_vllm_parameter_suffix(triton) -> None:  # type: ig
             triton, build("hi", {"max_tokens": 5, "stop_token_ids": [999999]}, exclude_input_in_output=True)
         )
     assert "(parameter=stop_token_ids, value=[999999])" in raised.value.message
+
+
+async def test_images_to_a_text_only_model_fail_with_an_empty_message(triton) -> None:  # type: ignore[no-untyped-def]
+    message = build("hi", {"max_tokens": 5}, exclude_input_in_output=True)
+    message.model_name = "vllm_slow"  # declares `image` but allows no images per prompt
+    tensor = message.inputs.add(name="image", datatype="BYTES")
+    tensor.shape.append(1)
+    message.raw_input_contents.append(tensors.encode_one_bytes(base64.b64encode(png())))
+    with pytest.raises(TritonErrorMessage) as raised:
+        await responses(triton, message)
+    assert raised.value.message == "Error generating stream: "

@@ -14,6 +14,8 @@ protocol with the same quirks, so the gateway cannot tell it apart on the wire:
 * sampling parameters are coerced with int()/float()/bool()/str(); an unknown key or an invalid
   value fails with vLLM's unhelpful "'NoneType' object has no attribute 'lora_name'"; keys are
   not coerced, so `logit_bias` fails with an empty message (vLLM 0.32 wraps its TypeError);
+* images to a model whose engine arguments allow none (`limit_mm_per_prompt`) fail with an
+  empty message, as vLLM 0.32's "Multi-modal processor not available for text-only models" does;
 * vLLM 0.32's refusals: a prompt past `max_model_len` and out-of-vocabulary `stop_token_ids`
   end in "(parameter=NAME, value=V)";
 * the end-of-sequence token is counted in `num_output_tokens` but adds no text;
@@ -181,6 +183,11 @@ class TritonPythonModel(AsyncDecoupledModel):
         self.tokenizer = StandInTokenizer(resolve(version_dir, engine_args["model"]))
         self.eos_id = self.tokenizer.eos_id
         self.max_model_len = int(engine_args.get("max_model_len", 4096))
+        # A stand-in for vLLM's view of the model's architecture: multimodal when its engine
+        # arguments allow images per prompt. (The config declares `image` either way, as the
+        # real backend's auto-complete does.)
+        limits = engine_args.get("limit_mm_per_prompt") or {}
+        self.multimodal = bool(limits.get("image", 0)) if isinstance(limits, dict) else False
         # r25.11+ takes guided decoding under both keys; r25.01-r25.10 only under guided_decoding.
         self.task = engine_args.get("stand_in", {}).get("task", "generate")  # or "embed"
         self.guided_keys = list(
@@ -257,6 +264,11 @@ class TritonPythonModel(AsyncDecoupledModel):
         if params.lora_name is not None:
             reply = f"[{params.lora_name}] {reply}"  # shows which adapter served the request
         images = _images(request)
+        if images and not self.multimodal:
+            # vLLM: "Multi-modal processor not available for text-only models", which vLLM 0.32
+            # reports with an empty message.
+            self.logger.log_error("[vllm] Multi-modal processor not available for text-only models")
+            raise _SilentEngineError()
         if images:
             reply += f" [{len(images)} image{'s' if len(images) > 1 else ''}: {', '.join(images)}]"
         generation = Generation(self.tokenizer, prompt_ids, reply, params, self.max_model_len)

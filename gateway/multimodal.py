@@ -1,0 +1,83 @@
+"""Which models take images.
+
+Triton's vLLM backend declares the optional `image` input on every model (its config
+auto-complete), so the declaration says nothing: a text-only model given an image fails inside
+vLLM ("Multi-modal processor not available for text-only models", which vLLM 0.32 reports with
+an empty message). What the deployment itself says decides instead, in this order:
+`--image-models` names the model; its `model.json` (in `--model-repository`) sets vLLM's
+`limit_mm_per_prompt` with images; or its tokenizer folder holds an image processor's config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway.triton.registry import ModelInfo
+
+log = logging.getLogger(__name__)
+
+PROCESSOR_CONFIGS = ("preprocessor_config.json", "processor_config.json")
+
+
+class ImageModels:
+    def __init__(
+        self,
+        named: Sequence[str],
+        repository: Path | None,
+        tokenizer_source: Callable[[str], str | None],
+    ) -> None:
+        self._named = frozenset(named)
+        self._repository = repository
+        self._tokenizer_source = tokenizer_source
+        self._known: dict[tuple[str, str], bool] = {}  # (model, version) -> answer; files read once
+
+    def takes_images(self, model: ModelInfo) -> bool:
+        if not model.accepts("image"):
+            return False
+        key = (model.name, model.version)
+        answer = self._known.get(key)
+        if answer is None:
+            answer = self._known[key] = self._decide(model)
+        return answer
+
+    def reason(self) -> str:
+        """What would make a model take images, for the 400 of one that does not."""
+        return (
+            "nothing in this deployment says it is multimodal: name it in --image-models, set vLLM's "
+            "limit_mm_per_prompt in its model.json (seen through --model-repository), or give it a "
+            "tokenizer folder with its image processor's config"
+        )
+
+    def _decide(self, model: ModelInfo) -> bool:
+        if model.name in self._named:
+            return True
+        if self._repository is not None and _images_per_prompt(self._repository / model.name / model.version) > 0:
+            return True
+        source = self._tokenizer_source(model.name)
+        return source is not None and any((Path(source) / name).is_file() for name in PROCESSOR_CONFIGS)
+
+
+def _images_per_prompt(version_dir: Path) -> int:
+    """vLLM's `limit_mm_per_prompt` for images in a model.json (a dict, or its JSON text)."""
+    try:
+        engine_args: Any = json.loads((version_dir / "model.json").read_text())
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read %s/model.json: %s", version_dir, exc)
+        return 0
+    limits = engine_args.get("limit_mm_per_prompt") if isinstance(engine_args, dict) else None
+    if isinstance(limits, str):
+        try:
+            limits = json.loads(limits)
+        except ValueError:
+            return 0
+    if not isinstance(limits, dict):
+        return 0
+    value = limits.get("image", 0)
+    count = value.get("count", 0) if isinstance(value, dict) else value
+    return count if isinstance(count, int) else 0
