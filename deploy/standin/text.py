@@ -30,6 +30,11 @@ class StandInTokenizer:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
+    def encode_as_vllm(self, text: str) -> list[int]:
+        """How vLLM's engine tokenizes a text prompt: with special tokens added (a BOS for
+        tokenizers that add one, on top of any BOS text already in `text`)."""
+        return list(self.tokenizer.encode(text, add_special_tokens=True).ids)
+
     def decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 

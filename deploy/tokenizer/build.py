@@ -1,7 +1,9 @@
 """Build the demo tokenizer that ships in this folder.
 
 A small byte-level BPE trained on the text below, with the special tokens and the
-chat template the stand-in models understand. Run it again after changing the corpus
+chat template the stand-in models understand. Like Llama 3's, it adds its BOS token on
+every encode with special tokens (and its chat template writes the BOS text too), so a
+serving path that tokenizes a rendered chat prompt with special tokens doubles the BOS. Run it again after changing the corpus
 or the template:  .venv/bin/python deploy/tokenizer/build.py
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,6 +71,10 @@ def build() -> None:
         show_progress=False,
     )
     tokenizer.train_from_iterator([CORPUS] * 4, trainer=trainer)
+    bos = "<|begin|>"
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.token_to_id(bos))]
+    )
     tokenizer.save(str(HERE / "tokenizer.json"))
 
     config = {

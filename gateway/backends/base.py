@@ -118,6 +118,15 @@ class TokenizerTools(Protocol):
 
     def decode(self, token_ids: list[int]) -> str: ...
 
+    def text_input(self, prompt: str) -> str:
+        """A rendered chat prompt as the text input of a backend that adds special tokens
+        when it tokenizes (no BOS text the tokenizer would add once more)."""
+        ...
+
+    def decode_prompt(self, token_ids: list[int]) -> str:
+        """A token-id prompt as the text input of such a backend."""
+        ...
+
     def round_trip(self, text: str) -> str:
         """`text` encoded and decoded again, special tokens dropped (as a backend that
         echoes the prompt through its detokenizer would show it)."""

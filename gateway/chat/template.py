@@ -43,6 +43,7 @@ class TokenizerStore:
                 self._default = spec
         self._template = chat_template.read_text() if chat_template else None
         self._loaded: dict[str, Any] = {}
+        self._self_added_bos: dict[str, tuple[str, int] | None] = {}  # source -> (BOS text, id)
         self._control_tokens: dict[str, ControlTokens] = {}  # by source, like _loaded
 
     @property
@@ -129,16 +130,49 @@ class TokenizerStore:
     def tools(self, model: str) -> TokenizerTools | None:
         """Token counting and prompt round trips for `model`, or None without a tokenizer."""
         tokenizer = self.tokenizer(model)
-        return None if tokenizer is None else ModelTokenizer(tokenizer)
+        if tokenizer is None:
+            return None
+        source = self.source_for(model) or ""
+        if source not in self._self_added_bos:
+            self._self_added_bos[source] = self_added_bos(tokenizer)
+        return ModelTokenizer(tokenizer, self._self_added_bos[source])
+
+
+def self_added_bos(tokenizer: Any) -> tuple[str, int] | None:
+    """(BOS text, BOS id) when the tokenizer adds its BOS on every encode with special tokens
+    (Llama 3's does), else None."""
+    bos_id, bos_text = tokenizer.bos_token_id, tokenizer.bos_token
+    if bos_id is None or not bos_text:
+        return None
+    with_special = tokenizer.encode("a", add_special_tokens=True)
+    without = tokenizer.encode("a", add_special_tokens=False)
+    return (str(bos_text), int(bos_id)) if with_special[:1] == [bos_id] and without[:1] != [bos_id] else None
 
 
 class ModelTokenizer:
     """A Hugging Face tokenizer seen through the TokenizerTools interface."""
 
-    __slots__ = ("_tokenizer",)
+    __slots__ = ("_bos", "_tokenizer")
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, bos: tuple[str, int] | None = None) -> None:
         self._tokenizer = tokenizer
+        self._bos = bos  # the BOS the tokenizer adds by itself, if it does
+
+    def text_input(self, prompt: str) -> str:
+        """The prompt for a backend that tokenizes its text input with special tokens added
+        (the vLLM backend does): without the leading BOS text such a tokenizer adds again, so
+        the model gets one BOS, as vLLM's own server sends it (it tokenizes a rendered chat
+        prompt without adding special tokens)."""
+        if self._bos is not None and prompt.startswith(self._bos[0]):
+            return prompt[len(self._bos[0]) :]
+        return prompt
+
+    def decode_prompt(self, token_ids: list[int]) -> str:
+        """Token ids as the text input of such a backend: a leading BOS id is left to the
+        backend's own tokenization, which adds it again."""
+        if self._bos is not None and token_ids[:1] == [self._bos[1]]:
+            token_ids = token_ids[1:]
+        return self.decode(token_ids)
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False))

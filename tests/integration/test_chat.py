@@ -165,3 +165,34 @@ async def test_inputs_go_in_the_shape_the_model_declares(client) -> None:  # typ
         assert response.status == 200, await response.text()
         if not stream:
             assert (await response.json())["choices"][0]["message"]["content"] == "You said: Hello there"
+
+
+async def test_the_model_gets_the_prompt_vllms_own_server_sends(client, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """vLLM's server renders the chat template (which writes the BOS text) and tokenizes it
+    without adding special tokens; Triton's vLLM backend tokenizes its text WITH them, which
+    adds the BOS again. The gateway leaves the BOS text out, so the engine sees one BOS: its
+    prompt token count equals what vLLM's server would send."""
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    as_vllm_serves = tokenizer.encode(rendered, add_special_tokens=False)
+    assert as_vllm_serves.count(tokenizer.bos_token_id) == 1
+    assert tokenizer.encode(rendered).count(tokenizer.bos_token_id) == 2  # what sending it as-is would give
+    for stream in (False, True):
+        body = {"model": "vllm_model", "messages": messages, "temperature": 0, "stream": stream}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        response = await client.post("/v1/chat/completions", json=body)
+        if stream:
+            events = await sse_events(response)
+            usage = events[-2]["usage"]
+        else:
+            usage = (await response.json())["usage"]
+        assert usage["prompt_tokens"] == len(as_vllm_serves)
+
+
+async def test_token_id_prompts_reach_vllm_as_given(client, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    ids = [tokenizer.bos_token_id, *tokenizer.encode("Hello there", add_special_tokens=False)]
+    body = {"model": "vllm_model", "prompt": ids, "max_tokens": 5}
+    response = await client.post("/v1/completions", json=body)
+    assert response.status == 200
+    assert (await response.json())["usage"]["prompt_tokens"] == len(ids)

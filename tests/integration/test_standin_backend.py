@@ -65,7 +65,7 @@ async def test_streaming_sends_deltas_with_none_until_the_last(triton, tokenizer
     assert got[-1]["finish_reason"] == "stop" and got[-1]["final"] and not any(r["final"] for r in got[:-1])
     assert all(r["num_output_tokens"] == [1] for r in got)  # a delta per response; EOS counted too
     assert got[-1]["text_output"] == ""  # the end-of-sequence token adds no text
-    prompt_tokens = len(tokenizer.encode("hi", add_special_tokens=False))
+    prompt_tokens = len(tokenizer.encode("hi"))  # as vLLM's engine tokenizes it: special tokens added
     assert {tuple(r["num_input_tokens"]) for r in got} == {(prompt_tokens,)}  # on every response
     assert math.isnan(got[-1]["cumulative_logprob"][0])  # no logprobs asked for
 

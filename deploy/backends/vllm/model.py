@@ -249,7 +249,7 @@ class TritonPythonModel(AsyncDecoupledModel):
         _ = params.lora_name  # type: ignore[union-attr]  # the real backend fails here the same way
         engine_checks(params)  # type: ignore[arg-type]
 
-        prompt_ids = self.tokenizer.encode(prompt)
+        prompt_ids = self.tokenizer.encode_as_vllm(prompt)  # engine.generate() adds special tokens
         if len(prompt_ids) > self.max_model_len:
             # vLLM 0.32's wording, with its (parameter=…, value=…) suffix.
             raise ValueError(
