@@ -35,6 +35,7 @@ from gateway.http.server import serve
 from gateway.http.state import STATE, GatewayState
 from gateway.lora import LoraCatalog
 from gateway.metrics import Metrics
+from gateway.model_files import ModelFiles
 from gateway.multimodal import ImageModels
 from gateway.settings import Settings
 from gateway.triton.client import TritonClient
@@ -97,8 +98,11 @@ def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity, guard: 
             allowed_networks=settings.allowed_media_networks,
         )
         lora = LoraCatalog(settings.lora_separator, settings.model_repository, settings.lora_modules)
-        image_models = ImageModels(settings.image_models, settings.model_repository, tokenizers.source_for)
-        app[STATE] = GatewayState(settings, client, registry, engine, tokenizers, images, metrics, lora, image_models)
+        model_files = ModelFiles(settings.model_repository)
+        image_models = ImageModels(settings.image_models, model_files, tokenizers.source_for)
+        app[STATE] = GatewayState(
+            settings, client, registry, engine, tokenizers, images, metrics, lora, model_files, image_models
+        )
         refresher = asyncio.create_task(registry.run(), name="model-registry-refresh")
         proxy = None
         if settings.enable_kserve_frontends:

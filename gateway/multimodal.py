@@ -11,27 +11,20 @@ an empty message). What the deployment itself says decides instead, in this orde
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.model_files import ModelFiles
 from gateway.triton.registry import ModelInfo
-
-log = logging.getLogger(__name__)
 
 PROCESSOR_CONFIGS = ("preprocessor_config.json", "processor_config.json")
 
 
 class ImageModels:
-    def __init__(
-        self,
-        named: Sequence[str],
-        repository: Path | None,
-        tokenizer_source: Callable[[str], str | None],
-    ) -> None:
+    def __init__(self, named: Sequence[str], files: ModelFiles, tokenizer_source: Callable[[str], str | None]) -> None:
         self._named = frozenset(named)
-        self._repository = repository
+        self._files = files
         self._tokenizer_source = tokenizer_source
         self._known: dict[tuple[str, str], bool] = {}  # (model, version) -> answer; files read once
 
@@ -55,22 +48,15 @@ class ImageModels:
     def _decide(self, model: ModelInfo) -> bool:
         if model.name in self._named:
             return True
-        if self._repository is not None and _images_per_prompt(self._repository / model.name / model.version) > 0:
+        if images_per_prompt(self._files.engine_args(model)) > 0:
             return True
         source = self._tokenizer_source(model.name)
         return source is not None and any((Path(source) / name).is_file() for name in PROCESSOR_CONFIGS)
 
 
-def _images_per_prompt(version_dir: Path) -> int:
-    """vLLM's `limit_mm_per_prompt` for images in a model.json (a dict, or its JSON text)."""
-    try:
-        engine_args: Any = json.loads((version_dir / "model.json").read_text())
-    except FileNotFoundError:
-        return 0
-    except (OSError, ValueError) as exc:
-        log.warning("cannot read %s/model.json: %s", version_dir, exc)
-        return 0
-    limits = engine_args.get("limit_mm_per_prompt") if isinstance(engine_args, dict) else None
+def images_per_prompt(engine_args: dict[str, Any]) -> int:
+    """vLLM's `limit_mm_per_prompt` for images ({"image": 2}, {"image": {"count": 2}}, or that as JSON text)."""
+    limits = engine_args.get("limit_mm_per_prompt")
     if isinstance(limits, str):
         try:
             limits = json.loads(limits)

@@ -177,6 +177,9 @@ class ModelTokenizer:
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
+    def prompt_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=True))
+
     def vocab_size(self) -> int:
         return len(self._tokenizer)
 

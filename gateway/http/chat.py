@@ -22,7 +22,7 @@ from gateway.http.choices import plan_choices
 from gateway.http.logprobs import chat_logprobs
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID
 from gateway.http.resolve import resolve_target
-from gateway.http.sampling import check_common, generation_request, unsupported
+from gateway.http.sampling import check_common, check_room, generation_request, unsupported
 from gateway.http.state import GatewayState, state_of
 from gateway.http.streaming import generate_choices, serve_stream
 from gateway.http.tools import ToolPlan, apply_to_text, plan_tools_off_loop, with_tool_calls
@@ -208,6 +208,8 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
         # The vLLM backend's text is tokenized with special tokens added: a template's BOS
         # text would become a second BOS.
         prompt = tokenizer.text_input(prompt)
+        requested = body.max_completion_tokens or body.max_tokens
+        await check_room(state.model_files.max_model_len(model), prompt, requested, tokenizer)
     request_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     max_tokens = body.max_completion_tokens or body.max_tokens or state.settings.default_max_tokens

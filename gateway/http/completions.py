@@ -16,7 +16,7 @@ from gateway.http.choices import Choice, plan_choices
 from gateway.http.logprobs import completion_logprobs
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID
 from gateway.http.resolve import resolve_target
-from gateway.http.sampling import check_common, generation_request, unsupported
+from gateway.http.sampling import check_common, check_room, generation_request, unsupported
 from gateway.http.state import state_of
 from gateway.http.streaming import generate_choices, serve_stream
 from gateway.sse import ChunkFramer, frame
@@ -109,6 +109,9 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     tokenizer = state.tokenizers.tools(model.name)
     # Triton's vLLM backend hands its text to vLLM, which tokenizes it with special tokens added.
     prompts = prompt_texts(body, tokenizer, adds_bos=model.flavour is Flavour.VLLM)
+    if model.flavour is Flavour.VLLM:
+        for prompt in prompts:
+            await check_room(state.model_files.max_model_len(model), prompt, body.max_tokens, tokenizer)
     request_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     max_tokens = body.max_tokens or state.settings.default_max_tokens

@@ -11,6 +11,7 @@ from gateway.engine import Engine
 from gateway.http.images import ImageLoader
 from gateway.lora import LoraCatalog
 from gateway.metrics import Metrics
+from gateway.model_files import ModelFiles
 from gateway.multimodal import ImageModels
 from gateway.settings import Settings
 from gateway.triton.client import TritonClient
@@ -27,6 +28,7 @@ class GatewayState:
     images: ImageLoader
     metrics: Metrics
     lora: LoraCatalog
+    model_files: ModelFiles
     image_models: ImageModels
 
 

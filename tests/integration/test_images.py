@@ -89,6 +89,7 @@ async def test_text_only_models_refuse_images_although_they_declare_the_input(ai
 def test_what_the_deployment_says_decides(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import json
 
+    from gateway.model_files import ModelFiles
     from gateway.multimodal import ImageModels
     from gateway.triton.flavours import Flavour
     from gateway.triton.registry import ModelInfo, TensorSpec
@@ -104,7 +105,7 @@ def test_what_the_deployment_says_decides(tmp_path) -> None:  # type: ignore[no-
     (tmp_path / "processor").mkdir()
     (tmp_path / "processor" / "preprocessor_config.json").write_text("{}")
     sources = {"with_processor": str(tmp_path / "processor")}
-    models = ImageModels(["named"], tmp_path / "repo", sources.get)
+    models = ImageModels(["named"], ModelFiles(tmp_path / "repo"), sources.get)
     assert models.takes_images(info("vision")) and models.takes_images(info("named"))
     assert models.takes_images(info("with_processor"))
     assert not models.takes_images(info("text")) and not models.takes_images(info("unknown"))

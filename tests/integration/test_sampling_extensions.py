@@ -114,3 +114,17 @@ async def test_stop_token_ids_outside_the_vocabulary_are_refused(client, tokeniz
     assert response.status == 400
     error = (await response.json())["error"]
     assert error["param"] == "stop_token_ids" and str(len(tokenizer) + 99) in error["message"]
+
+
+async def test_max_tokens_beyond_the_known_context_is_refused(client) -> None:  # type: ignore[no-untyped-def]
+    """vllm_model's model.json sets max_model_len 256: vLLM's own server refuses a request whose
+    prompt and max_tokens do not fit (through Triton's backend it would be cut silently)."""
+    for max_tokens in (300, 250):
+        response = await chat(client, max_tokens=max_tokens)
+        assert response.status == 400
+        error = (await response.json())["error"]
+        assert error["param"] == "max_tokens" and error["code"] == "context_length_exceeded"
+    assert (await chat(client, max_tokens=200)).status == 200
+    completion = await client.post("/v1/completions", json={"model": "vllm_model", "prompt": "hi " * 40, "max_tokens": 240})
+    assert completion.status == 400 and (await completion.json())["error"]["param"] == "max_tokens"
+    assert (await client.post("/v1/completions", json={"model": "vllm_model", "prompt": "hi", "max_tokens": 240})).status == 200

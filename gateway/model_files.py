@@ -1,0 +1,48 @@
+"""What a model's own files in the repository say (through --model-repository, a local or
+mounted view of Triton's): the vLLM backend's `model.json`, its engine arguments. Each file is
+read once per model version."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from gateway.triton.registry import ModelInfo
+
+log = logging.getLogger(__name__)
+
+
+class ModelFiles:
+    def __init__(self, repository: Path | None) -> None:
+        self._repository = repository
+        self._engine_args: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def engine_args(self, model: ModelInfo) -> dict[str, Any]:
+        """The vLLM engine arguments of `model` ({} when unknown)."""
+        key = (model.name, model.version)
+        found = self._engine_args.get(key)
+        if found is None:
+            found = self._engine_args[key] = self._read(model) if self._repository is not None else {}
+        return found
+
+    def max_model_len(self, model: ModelInfo) -> int | None:
+        """vLLM's context length for `model`, where its model.json sets one."""
+        value = self.engine_args(model).get("max_model_len")
+        try:
+            return int(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+
+    def _read(self, model: ModelInfo) -> dict[str, Any]:
+        assert self._repository is not None
+        path = self._repository / model.name / model.version / "model.json"
+        try:
+            args = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read %s: %s", path, exc)
+            return {}
+        return args if isinstance(args, dict) else {}
