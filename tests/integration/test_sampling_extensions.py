@@ -125,6 +125,10 @@ async def test_max_tokens_beyond_the_known_context_is_refused(client) -> None:  
         error = (await response.json())["error"]
         assert error["param"] == "max_tokens" and error["code"] == "context_length_exceeded"
     assert (await chat(client, max_tokens=200)).status == 200
-    completion = await client.post("/v1/completions", json={"model": "vllm_model", "prompt": "hi " * 40, "max_tokens": 240})
+    completion = await client.post(
+        "/v1/completions", json={"model": "vllm_model", "prompt": "hi " * 40, "max_tokens": 240}
+    )
     assert completion.status == 400 and (await completion.json())["error"]["param"] == "max_tokens"
-    assert (await client.post("/v1/completions", json={"model": "vllm_model", "prompt": "hi", "max_tokens": 240})).status == 200
+    assert (
+        await client.post("/v1/completions", json={"model": "vllm_model", "prompt": "hi", "max_tokens": 240})
+    ).status == 200
