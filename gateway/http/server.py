@@ -61,9 +61,11 @@ class GuardedRequestHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         if not self._in_request and self._header_timer is None:
             self._header_timer = self._loop.call_later(self._header_timeout, self._headers_too_slow)
-        parsed = self._request_count  # aiohttp counts the requests whose headers it has parsed
+        # aiohttp counts the requests whose headers it has parsed (a private counter: should a
+        # release drop it, every request counts as parsed and only the deadline is lost).
+        parsed = getattr(self, "_request_count", None)
         super().data_received(data)
-        if self._request_count != parsed:
+        if parsed is None or getattr(self, "_request_count", None) != parsed:
             self._in_request = True
             self._stop_header_timer()
 
