@@ -35,6 +35,14 @@ class Policy:
     disabled_hint: str = ""  # what turns it on, for the 403's message
 
 
+KSERVE_ADMIN_HINT = " Triton's admin API opens only with --enable-kserve-admin and --admin-api-key."
+
+
+def kserve_admin_policy(enabled: bool) -> Policy:
+    """Triton's admin surface, over /v2 and the gRPC relay alike: the admin key, once opened."""
+    return Policy(ApiGroup.ADMIN, Access.ADMIN_KEY, enabled, KSERVE_ADMIN_HINT)
+
+
 # Paths and methods that are not declared anywhere: a key is still needed before the 404,
 # so that an unauthenticated client cannot map what is there.
 UNROUTED = Policy(group=None, access=Access.API_KEY)

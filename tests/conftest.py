@@ -200,3 +200,30 @@ def inputs_of(message: pb.ModelInferRequest) -> dict[str, tuple[str, list[int], 
         tensor.name: (tensor.datatype, list(tensor.shape), raw)
         for tensor, raw in zip(message.inputs, message.raw_input_contents, strict=True)
     }
+
+
+@pytest.fixture
+def schema_server() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server on 127.0.0.1 that would serve a JSON schema: its URL and the paths asked
+    for (a schema check must never fetch one)."""
+    import http.server
+    import threading
+
+    requested: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requested.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"type": "integer"}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/schema.json", requested
+    server.shutdown()
+    thread.join()

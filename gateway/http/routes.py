@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.access import Access, ApiGroup, Policy
+from gateway.access import Access, ApiGroup, Policy, kserve_admin_policy
 from gateway.http import chat, completions, embeddings, health, kserve, models
 from gateway.http import metrics as metrics_endpoint
 from gateway.http.middleware import POLICIES
 from gateway.settings import Settings
 
 _MODEL_CONTROL_HINT = " Start it with --enable-model-control and --admin-api-key."
-_KSERVE_ADMIN_HINT = " Triton's admin API opens only with --enable-kserve-admin and --admin-api-key."
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def kserve_routes(settings: Settings) -> list[Route]:
     health_group = Policy(ApiGroup.HEALTH, Access.API_KEY)
     repository = Policy(ApiGroup.MODEL_REPOSITORY, Access.API_KEY)
     inference = Policy(ApiGroup.INFERENCE, Access.API_KEY)
-    admin = Policy(ApiGroup.ADMIN, Access.ADMIN_KEY, settings.enable_kserve_admin, _KSERVE_ADMIN_HINT)
+    admin = kserve_admin_policy(settings.enable_kserve_admin)
     routes: list[Route] = []
     # Admin paths first: /v2/models/stats would otherwise match /v2/models/{model}.
     for memory in ("systemsharedmemory", "cudasharedmemory"):

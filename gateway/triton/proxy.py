@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.access import Access, AccessGuard, ApiGroup, Policy
+from gateway.access import Access, AccessGuard, ApiGroup, Policy, kserve_admin_policy
 from gateway.errors import APIError
 from gateway.http.middleware import Capacity
 from gateway.settings import Settings
@@ -46,12 +46,11 @@ RELAYED_METHODS: dict[str, ApiGroup] = {
     "LogSettings": ApiGroup.ADMIN,
 }
 _STATUS_CODES = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED}
-_KSERVE_ADMIN_HINT = " Triton's admin API opens only with --enable-kserve-admin and --admin-api-key."
 
 
 def method_policy(group: ApiGroup, settings: Settings) -> Policy:
     if group is ApiGroup.ADMIN:
-        return Policy(group, Access.ADMIN_KEY, settings.enable_kserve_admin, _KSERVE_ADMIN_HINT)
+        return kserve_admin_policy(settings.enable_kserve_admin)
     return Policy(group, Access.API_KEY)
 
 

@@ -6,7 +6,7 @@ import pytest
 from tritonclient.grpc import service_pb2 as pb
 from yarl import URL
 
-from gateway.access import UNROUTED, Access, AccessGuard, ApiGroup, Policy
+from gateway.access import UNROUTED, Access, AccessGuard, ApiGroup, Policy, kserve_admin_policy
 from gateway.app import create_app
 from gateway.errors import APIError
 from gateway.http.kserve import checked_path, filtered, upstream_url
@@ -21,9 +21,7 @@ def test_every_route_has_exactly_one_policy() -> None:
     assert routes and all(route in app[POLICIES] for route in routes)
     by_path = {(route.method, route.resource.canonical): app[POLICIES][route] for route in routes if route.resource}
     assert by_path[("GET", "/v2")].group is ApiGroup.HEALTH  # bare /v2 too
-    assert by_path[("POST", "/v2/repository/index")] == Policy(
-        ApiGroup.ADMIN, Access.ADMIN_KEY, False, by_path[("POST", "/v2/repository/index")].disabled_hint
-    )
+    assert by_path[("POST", "/v2/repository/index")] == kserve_admin_policy(enabled=False)
     assert by_path[("POST", "/v1/models/{model}/{action}")].access is Access.ADMIN_KEY
     assert by_path[("GET", "/health/live")].access is Access.OPEN
 

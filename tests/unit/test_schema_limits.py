@@ -3,12 +3,9 @@ against them (gateway.schema_check), and the request-body bounds (gateway.http.b
 
 from __future__ import annotations
 
-import http.server
 import json
 import random
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -245,29 +242,6 @@ def test_unique_items_hashes_with_json_equality() -> None:
     started = time.perf_counter()
     unique.check_output(json.dumps([{"n": index} for index in range(20_000)]))  # pairwise: minutes
     assert time.perf_counter() - started < 1
-
-
-@pytest.fixture
-def schema_server() -> Iterator[tuple[str, list[str]]]:
-    """An HTTP server on 127.0.0.1 serving a schema; yields its URL and the paths requested."""
-    requested: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            requested.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b'{"type": "integer"}')
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/schema.json", requested
-    server.shutdown()
-    thread.join()
 
 
 def test_the_checker_fetches_nothing(schema_server: tuple[str, list[str]]) -> None:
