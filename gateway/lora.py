@@ -7,12 +7,10 @@ and/or from `--lora-modules BASE:NAME=PATH` entries.
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from gateway.model_files import read_json_object
 
 
 class LoraCatalog:
@@ -52,11 +50,4 @@ class LoraCatalog:
 
 
 def _read_multi_lora(path: Path) -> dict[str, str]:
-    try:
-        entries = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        log.warning("cannot read %s: %s", path, exc)
-        return {}
-    return {str(name): str(location) for name, location in entries.items()} if isinstance(entries, dict) else {}
+    return {str(name): str(location) for name, location in read_json_object(path).items()}

@@ -37,12 +37,17 @@ class ModelFiles:
 
     def _read(self, model: ModelInfo) -> dict[str, Any]:
         assert self._repository is not None
-        path = self._repository / model.name / model.version / "model.json"
-        try:
-            args = json.loads(path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            log.warning("cannot read %s: %s", path, exc)
-            return {}
-        return args if isinstance(args, dict) else {}
+        return read_json_object(self._repository / model.name / model.version / "model.json")
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a model's folder; {} when the file is missing, unreadable or not
+    an object (a bad file is logged, not fatal: the model is still served)."""
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read %s: %s", path, exc)
+        return {}
+    return value if isinstance(value, dict) else {}
