@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 
@@ -17,12 +18,15 @@ from gateway.backends.base import (
     TokenizerTools,
     TokenLogprob,
 )
+from gateway.backends.generic import GenericTextAdapter
 from gateway.backends.trtllm import TrtllmAdapter
 from gateway.backends.vllm import VllmAdapter
 from gateway.errors import BadGateway, InvalidRequest
 from gateway.triton.client import TritonClient, TritonErrorMessage
 from gateway.triton.flavours import Flavour
 from gateway.triton.registry import ModelInfo
+
+log = logging.getLogger(__name__)
 
 AdapterFactory = Callable[[ModelInfo, BackendOptions], BackendAdapter]
 
@@ -31,6 +35,7 @@ ADAPTERS: Mapping[Flavour, AdapterFactory] = {
     Flavour.TRTLLM_ENSEMBLE: TrtllmAdapter,
     Flavour.TRTLLM_BLS: TrtllmAdapter,
     Flavour.TRTLLM_LLMAPI: TrtllmAdapter,
+    Flavour.GENERIC: GenericTextAdapter,
 }
 
 
@@ -87,6 +92,16 @@ class Engine:
                         yield delta
                         if delta.finish_reason is not None:
                             return
+                except (GeneratorExit, asyncio.CancelledError):
+                    if model.flavour is Flavour.TRTLLM_BLS:
+                        log.warning(
+                            "request %s left unfinished: the BLS model '%s' does not stop on cancellation and "
+                            "generates up to %d tokens for it",
+                            request.request_id,
+                            model.name,
+                            request.max_tokens,
+                        )
+                    raise
                 except TritonErrorMessage as exc:
                     # e.g. TensorRT-LLM forgot a LoRA task: send it again, weights included.
                     if attempt == 1 and not started and adapter.retryable(exc.message, request):

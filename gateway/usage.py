@@ -27,7 +27,7 @@ class UsageTracker:
         prompt_tokens = self.prompt_tokens
         completion_tokens = self.completion_tokens
         if prompt_tokens is None:
-            prompt_tokens = tokenizer.count_tokens(prompt) if tokenizer else None
+            prompt_tokens = tokenizer.prompt_tokens(prompt) if tokenizer else None
         if completion_tokens is None:
             completion_tokens = tokenizer.count_tokens(completion) if tokenizer else None
         if prompt_tokens is None or completion_tokens is None:

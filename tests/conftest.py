@@ -131,10 +131,16 @@ def explicit_triton(*models: str) -> Iterator[LocalTriton]:
 
 
 @pytest.fixture(scope="session")
-def gateway_process(triton: LocalTriton, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def gateway_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where `gateway_process` writes its log."""
+    return tmp_path_factory.mktemp("gateway") / "gateway.log"
+
+
+@pytest.fixture(scope="session")
+def gateway_process(triton: LocalTriton, gateway_log: Path) -> Iterator[str]:
     """`python -m gateway` as users run it; yields its base URL."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("gateway") / "gateway.log"
+    log_path = gateway_log
     parsers = [f"--tool-call-parser={parser}" for parser in TOOL_PARSERS]
     command = gateway_command(
         triton.grpc_url, port, "--default-max-tokens=64", f"--structured-outputs-key={GUIDED_LEGACY}", *parsers
@@ -175,8 +181,17 @@ class WordTokenizer:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    def prompt_tokens(self, text: str) -> int:
+        return self.count_tokens(text)
+
     def vocab_size(self) -> int:
         return 1000
+
+    def text_input(self, prompt: str) -> str:
+        return prompt
+
+    def decode_prompt(self, token_ids: list[int]) -> str:
+        return self.decode(token_ids)
 
     def decode(self, token_ids: list[int]) -> str:
         return " ".join(f"w{token}" for token in token_ids)

@@ -14,6 +14,7 @@ END_MARK = "<|end|>"
 OPENINGS = ("You said: ", "I heard: ", "Echo: ", "Repeating: ")
 RAW_PREFIX = "/raw "  # a user turn starting with this is repeated verbatim, without an opening
 FAIL_PREFIX = "/fail"  # a user turn starting with this makes the vLLM stand-in raise mid-generation
+PROMPT_REPORT = "/prompt-ids"  # a user turn of just this: the engines reply with what their prompt held
 
 
 class StandInTokenizer:
@@ -23,17 +24,19 @@ class StandInTokenizer:
         self.tokenizer = Tokenizer.from_file(os.path.join(directory, "tokenizer.json"))
         with open(os.path.join(directory, "tokenizer_config.json")) as file:
             config = json.load(file)
+        self.bos_id: int = self.tokenizer.token_to_id(config["bos_token"])
         self.eos_id: int = self.tokenizer.token_to_id(config["eos_token"])
         self.pad_id: int = self.tokenizer.token_to_id(config["pad_token"])
         self.space_id: int = self.tokenizer.token_to_id("Ġ")
 
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """`add_special_tokens=True` is how vLLM's engine and TensorRT-LLM's `preprocessing`
+        (by default) tokenize a prompt: a BOS in front, on top of any BOS text already in `text`."""
+        return list(self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
 
-    def encode_as_vllm(self, text: str) -> list[int]:
-        """How vLLM's engine tokenizes a text prompt: with special tokens added (a BOS for
-        tokenizers that add one, on top of any BOS text already in `text`)."""
-        return list(self.tokenizer.encode(text, add_special_tokens=True).ids)
+    def prompt_report(self, prompt_ids: list[int]) -> str:
+        """The reply to PROMPT_REPORT: how many tokens the engine got, and how many of them BOS."""
+        return f"{len(prompt_ids)} tokens, {prompt_ids.count(self.bos_id)} BOS"
 
     def decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
@@ -125,6 +128,12 @@ def guide_spec(guide_type: str, guide: str) -> dict[str, Any]:
     if guide_type == "json":
         return {"json_object": True}
     raise ValueError(f"the stand-in model supports the json and json_schema guide types, not '{guide_type}'")
+
+
+def asks_for_prompt_report(prompt: str) -> bool:
+    """Whether the last user turn is PROMPT_REPORT: in a rendered chat prompt, or in one
+    decoded from token ids without its special tokens (the token-level engine sees that)."""
+    return last_user_turn(prompt) == PROMPT_REPORT or prompt.split()[-1:] == [PROMPT_REPORT]
 
 
 def last_user_turn(prompt: str) -> str:

@@ -7,7 +7,10 @@ The BLS mirrors the real one's quirks: old input names (`random_seed`, `min_leng
 output, text decoded per response on its own (or accumulated with the `accumulate_tokens`
 parameter), errors sent as a Python traceback, and always a separate flag-only final response.
 It passes `return_log_probs` on and the `tensorrt_llm` model's `cum_log_probs` and
-`output_log_probs` back as they come (per response, also when the text is accumulated).
+`output_log_probs` back as they come (per response, also when the text is accumulated). As the
+real `tensorrt_llm_bls/1/model.py` does, it never checks for cancellation and gives its inner
+`tensorrt_llm` request a fresh id, so an abandoned request generates to its end while the
+requests behind it wait (one instance serves one request at a time).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import traceback
+import uuid
 from typing import Any
 
 import numpy as np
@@ -22,7 +26,7 @@ import triton_python_backend_utils as pb_utils
 
 from standin.decoupled import AsyncDecoupledModel
 from standin.generation import Generation
-from standin.text import StandInTokenizer, reply_for, resolve
+from standin.text import StandInTokenizer, asks_for_prompt_report, reply_for, resolve
 
 _FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 _LOG_PROBS = ("cum_log_probs", "output_log_probs")
@@ -55,17 +59,27 @@ def _words_to_ids(tokenizer: StandInTokenizer, words: list[bytes]) -> np.ndarray
     return np.array([[ids, offsets]], dtype=np.int32)
 
 
+_FALSE = ("false", "0", "f", "n", "no")
+
+
 class Preprocessing:
-    """QUERY text -> INPUT_ID tokens; STOP_WORDS_DICT words -> STOP_WORDS_IDS."""
+    """QUERY text -> INPUT_ID tokens; STOP_WORDS_DICT words -> STOP_WORDS_IDS.
+
+    Like the real `preprocessing/1/model.py`, the query is tokenized with special tokens added
+    unless the `add_special_tokens` parameter holds a false value: unset, an unfilled
+    `${add_special_tokens}` or any other value means true (a rendered chat prompt that starts
+    with the BOS text then gets a second BOS). Stop words are tokenized without them."""
 
     def initialize(self, args: dict[str, str]) -> None:
         self.tokenizer = _tokenizer(args)
+        setting = _parameters(args).get("add_special_tokens", "").lower()
+        self.add_special_tokens = setting not in _FALSE
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
         for request in requests:
             query = _array(request, "QUERY").reshape(-1)[0].decode("utf-8")
-            ids = self.tokenizer.encode(query)
+            ids = self.tokenizer.encode(query, add_special_tokens=self.add_special_tokens)
             stop_words = _array(request, "STOP_WORDS_DICT")
             words = [w for w in (stop_words.reshape(-1).tolist() if stop_words is not None else []) if w]
             tensors = [
@@ -169,23 +183,25 @@ class Bls:
             value = _array(request, ours)
             if value is not None:
                 llm_inputs.append(pb_utils.Tensor(theirs, value))
+        # Like the real BLS: the inner request gets an id of its own (a fresh uuid4), and nobody
+        # asks `is_cancelled()`: a client that leaves does not stop the generation.
         responses = pb_utils.InferenceRequest(
             model_name="tensorrt_llm",
             inputs=llm_inputs,
+            request_id=str(uuid.uuid4()),
             requested_output_names=["output_ids", "sequence_length", *_LOG_PROBS],
         ).exec(decoupled=True)
         accumulated: list[int] = []
+        generated = 0
         for response in responses:
             if response.has_error():
                 raise RuntimeError(response.error().message())
-            if sender.is_cancelled():
-                self.logger.log_info(f"[bls] Cancelling the request {request.request_id()}")
-                return
             output_ids = pb_utils.get_output_tensor_by_name(response, "output_ids")
             if output_ids is None:
-                continue  # the token-level model's empty final response
+                continue  # a flag-only final (the C++ backend sends none, but Triton may)
             ids = output_ids.as_numpy()
             lengths = pb_utils.get_output_tensor_by_name(response, "sequence_length").as_numpy()
+            generated += ids.shape[-1] if streaming else 0
             if self.accumulate and streaming:
                 accumulated += ids.reshape(-1)[: int(lengths.reshape(-1)[0])].tolist()
                 ids = np.array([[accumulated]], dtype=np.int32)
@@ -204,6 +220,8 @@ class Bls:
                 if tensor is not None:
                     tensors.append(pb_utils.Tensor(name, tensor.as_numpy()))
             sender.send(pb_utils.InferenceResponse(output_tensors=tensors))
+        # Not in the real model: a line for tests to see how far an abandoned request ran.
+        self.logger.log_info(f"[bls] request {request.request_id()} ran to its end: {generated} tokens streamed")
 
 
 class _LlmApiParams:
@@ -254,8 +272,13 @@ class LlmApi(AsyncDecoupledModel):
         want_reason = _array(request, "return_finish_reason")
         want_reason = bool(want_reason.reshape(-1)[0]) if want_reason is not None else False
         params = _LlmApiParams(request)
-        prompt_ids = self.tokenizer.encode(prompt)
-        reply = reply_for(prompt, params.temperature, params.seed)
+        # The LLM API tokenizes a text prompt with special tokens added (SamplingParams'
+        # add_special_tokens defaults to true), a BOS on top of any BOS text in it.
+        prompt_ids = self.tokenizer.encode(prompt, add_special_tokens=True)
+        if asks_for_prompt_report(prompt):
+            reply = self.tokenizer.prompt_report(prompt_ids)
+        else:
+            reply = reply_for(prompt, params.temperature, params.seed)
         generation = Generation(self.tokenizer, prompt_ids, reply, params, 4096)
         while not generation.finished:
             await asyncio.sleep(self.token_delay)

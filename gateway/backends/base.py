@@ -115,7 +115,7 @@ class TokenizerTools(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
     def prompt_tokens(self, text: str) -> int:
-        """The tokens a backend that adds special tokens makes of the text input `text`."""
+        """The tokens the model's backend makes of the text input `text`."""
         ...
 
     def vocab_size(self) -> int: ...
@@ -123,12 +123,12 @@ class TokenizerTools(Protocol):
     def decode(self, token_ids: list[int]) -> str: ...
 
     def text_input(self, prompt: str) -> str:
-        """A rendered chat prompt as the text input of a backend that adds special tokens
-        when it tokenizes (no BOS text the tokenizer would add once more)."""
+        """A rendered chat prompt as the model's text input (no BOS text that the backend's
+        own tokenization would add once more)."""
         ...
 
     def decode_prompt(self, token_ids: list[int]) -> str:
-        """A token-id prompt as the text input of such a backend."""
+        """A token-id prompt as the model's text input."""
         ...
 
     def round_trip(self, text: str) -> str:

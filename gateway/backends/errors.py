@@ -28,6 +28,8 @@ def translate_triton_error(message: str) -> APIError | None:
 
 
 def generic_backend_error(message: str) -> APIError:
+    if not message.strip():
+        return silent_backend_error()
     return BackendError(f"The model's backend reported an error: {message}")
 
 

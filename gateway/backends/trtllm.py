@@ -338,13 +338,17 @@ class TrtllmResponseReader:
         echoes: Sequence[str],
         tokenizer: TokenizerTools | None,
         aligner: LogprobAligner | None = None,
+        honours_max_tokens: bool = True,  # False: the model was not told max_tokens, never "length"
     ) -> None:
-        self._max_tokens = request.max_tokens
+        self._max_tokens = request.max_tokens if honours_max_tokens else None
         self._stream = request.stream
         self._stops = list(request.stop)
         self._keep_stop = bool(request.include_stop_str_in_output)
         self._filter = StopStringFilter(self._stops, self._keep_stop) if request.stream and self._stops else None
         self._text: CumulativeText | DeltaText = CumulativeText() if cumulative else DeltaText()
+        self._cumulative = cumulative
+        self._previous_output = b""  # the last streamed text_output, as it came
+        self._pending_steps = 0  # streamed responses that brought no text yet (see _steps)
         self._echoes = sorted(echoes, key=len, reverse=True)
         self._tokenizer = tokenizer
         self._generated = 0  # tokens reported by the model (num_output_tokens)
@@ -366,13 +370,17 @@ class TrtllmResponseReader:
                 values = first_beam(response, indices["output_log_probs"])
             if self._ranked and "cum_log_probs" in indices:
                 cumulative = next(iter(first_beam(response, indices["cum_log_probs"])), None)
-            piece = self._text.feed(tensors.decode_first_bytes(raw[indices["text_output"]]))
+            output = tensors.decode_first_bytes(raw[indices["text_output"]])
+            piece = self._text.feed(output)
             if not self._stream:
                 piece = self._without_echo(piece)
             prompt_tokens, completion_tokens = token_counts(response, indices)
             if completion_tokens is not None:
-                self._generated += completion_tokens
                 self._counted = True
+            elif self._stream:
+                completion_tokens = self._steps(output)
+            if completion_tokens is not None:
+                self._generated += completion_tokens
             index = indices.get("finish_reason")
             if index is not None:
                 finish_reason = self._llm_api_finish_reason(tensors.decode_first_bytes(raw[index]).decode())
@@ -380,6 +388,10 @@ class TrtllmResponseReader:
         if final:
             text += self._text.flush()
         self._raw.append(text)
+        if final and not self._stream and not self._counted and completion_tokens is None and self._tokenizer:
+            # One response with the whole text, decoded at once: re-tokenizing it gives the count.
+            completion_tokens = self._tokenizer.count_tokens("".join(self._raw))
+            self._generated += completion_tokens
         text, stopped = self._apply_stops(text, final)
         if stopped:
             finish_reason = "stop"
@@ -389,6 +401,23 @@ class TrtllmResponseReader:
         if self._aligner is not None:
             text, logprobs = self._aligner.feed(text, values, end=finish_reason is not None)
         return Delta(text, finish_reason, prompt_tokens, completion_tokens, logprobs, cumulative)
+
+    def _steps(self, output: bytes) -> int:
+        """Tokens a streamed response holds, for models that report no counts: TensorRT-LLM
+        streams a response per decoding step, and ends on the end id with one that holds no
+        token. A response that brings no text (an empty piece, or a cumulative text unchanged:
+        a character still incomplete, a special token the detokenizer drops) is counted once a
+        later one brings text, so only the trailing end-id response goes uncounted. Counted
+        from the responses, not from re-tokenized text: `postprocessing` decodes each response
+        alone, so a character split across tokens arrives as U+FFFD, which re-tokenizes into
+        more tokens than the engine generated."""
+        brought_text = output != self._previous_output if self._cumulative else bool(output)
+        self._previous_output = output
+        if not brought_text:
+            self._pending_steps += 1
+            return 0
+        steps, self._pending_steps = self._pending_steps + 1, 0
+        return steps
 
     def _without_echo(self, text: str) -> str:
         for echo in self._echoes:
@@ -414,7 +443,4 @@ class TrtllmResponseReader:
         return _LLM_API_FINISH_REASONS.get(reason, "stop")
 
     def _inferred_finish_reason(self) -> str:
-        generated = self._generated
-        if not self._counted and self._tokenizer is not None:
-            generated = self._tokenizer.count_tokens("".join(self._raw))
-        return "length" if generated >= self._max_tokens else "stop"
+        return "length" if self._max_tokens is not None and self._generated >= self._max_tokens else "stop"

@@ -127,15 +127,17 @@ class TokenizerStore:
             raise InvalidRequest(f"The chat template rejected the messages: {exc}", param="messages") from None
         return str(prompt)
 
-    def tools(self, model: str) -> TokenizerTools | None:
-        """Token counting and prompt round trips for `model`, or None without a tokenizer."""
+    def tools(self, model: str, adds_special_tokens: bool = False) -> TokenizerTools | None:
+        """Token counting and prompt round trips for `model`, or None without a tokenizer.
+        `adds_special_tokens`: whether the model's own tokenization of its text input adds
+        them (see ModelInfo.adds_special_tokens)."""
         tokenizer = self.tokenizer(model)
         if tokenizer is None:
             return None
         source = self.source_for(model) or ""
         if source not in self._self_added_bos:
             self._self_added_bos[source] = self_added_bos(tokenizer)
-        return ModelTokenizer(tokenizer, self._self_added_bos[source])
+        return ModelTokenizer(tokenizer, self._self_added_bos[source], adds_special_tokens)
 
 
 def self_added_bos(tokenizer: Any) -> tuple[str, int] | None:
@@ -152,25 +154,28 @@ def self_added_bos(tokenizer: Any) -> tuple[str, int] | None:
 class ModelTokenizer:
     """A Hugging Face tokenizer seen through the TokenizerTools interface."""
 
-    __slots__ = ("_bos", "_tokenizer")
+    __slots__ = ("_added_bos", "_adds_special", "_tokenizer")
 
-    def __init__(self, tokenizer: Any, bos: tuple[str, int] | None = None) -> None:
+    def __init__(self, tokenizer: Any, bos: tuple[str, int] | None = None, adds_special_tokens: bool = False) -> None:
         self._tokenizer = tokenizer
-        self._bos = bos  # the BOS the tokenizer adds by itself, if it does
+        self._adds_special = adds_special_tokens
+        # The BOS the backend's own tokenization puts in front, if it does.
+        self._added_bos = bos if adds_special_tokens else None
 
     def text_input(self, prompt: str) -> str:
-        """The prompt for a backend that tokenizes its text input with special tokens added
-        (the vLLM backend does): without the leading BOS text such a tokenizer adds again, so
-        the model gets one BOS, as vLLM's own server sends it (it tokenizes a rendered chat
-        prompt without adding special tokens)."""
-        if self._bos is not None and prompt.startswith(self._bos[0]):
-            return prompt[len(self._bos[0]) :]
+        """A rendered chat prompt as the model's text input. A backend that tokenizes with
+        special tokens added (the vLLM engine, TensorRT-LLM preprocessing by default) would add
+        the BOS again that the template already wrote: the text goes without it, so the model
+        gets one BOS, as vLLM's own server sends it (it tokenizes a rendered chat prompt
+        without adding special tokens)."""
+        if self._added_bos is not None and prompt.startswith(self._added_bos[0]):
+            return prompt[len(self._added_bos[0]) :]
         return prompt
 
     def decode_prompt(self, token_ids: list[int]) -> str:
-        """Token ids as the text input of such a backend: a leading BOS id is left to the
-        backend's own tokenization, which adds it again."""
-        if self._bos is not None and token_ids[:1] == [self._bos[1]]:
+        """Token ids as the model's text input: a leading BOS id is left to such a backend's
+        tokenization, which adds it again."""
+        if self._added_bos is not None and token_ids[:1] == [self._added_bos[1]]:
             token_ids = token_ids[1:]
         return self.decode(token_ids)
 
@@ -178,7 +183,7 @@ class ModelTokenizer:
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     def prompt_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(text, add_special_tokens=True))
+        return len(self._tokenizer.encode(text, add_special_tokens=self._adds_special))
 
     def vocab_size(self) -> int:
         return len(self._tokenizer)

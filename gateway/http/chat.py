@@ -29,7 +29,6 @@ from gateway.http.tools import ToolPlan, apply_to_text, plan_tools_off_loop, wit
 from gateway.settings import per_model
 from gateway.sse import ChunkFramer, frame
 from gateway.structured import StructuredOutput
-from gateway.triton.flavours import Flavour
 from gateway.triton.registry import ModelInfo
 from schemas.requests import ChatCompletionRequest, ChatMessage, ImagePart, TextPart
 from schemas.responses import (
@@ -203,11 +202,9 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
         template_options["tools"] = tools.template_tools
     image_data = await load_images(state, model, images)
     prompt = await state.tokenizers.render_chat_async(model.name, messages, **template_options)
-    tokenizer = state.tokenizers.tools(model.name)
-    if tokenizer is not None and model.flavour is Flavour.VLLM:
-        # The vLLM backend's text is tokenized with special tokens added: a template's BOS
-        # text would become a second BOS.
-        prompt = tokenizer.text_input(prompt)
+    tokenizer = state.tokenizers.tools(model.name, model.adds_special_tokens)
+    if tokenizer is not None:
+        prompt = tokenizer.text_input(prompt)  # no BOS text the backend would add once more
         requested = body.max_completion_tokens or body.max_tokens
         await check_room(state.model_files.max_model_len(model), prompt, requested, tokenizer)
     request_id = f"chatcmpl-{uuid.uuid4().hex}"

@@ -21,7 +21,6 @@ from gateway.http.state import state_of
 from gateway.http.streaming import generate_choices, serve_stream
 from gateway.sse import ChunkFramer, frame
 from gateway.structured import StructuredOutput
-from gateway.triton.flavours import Flavour
 from schemas.requests import CompletionRequest
 from schemas.responses import Completion, CompletionChoice, CompletionChunk, Usage
 
@@ -31,10 +30,10 @@ _OBJECT = "text_completion"
 MAX_PROMPTS = 64
 
 
-def prompt_texts(body: CompletionRequest, tokenizer: TokenizerTools | None, adds_bos: bool = False) -> list[str]:
+def prompt_texts(body: CompletionRequest, tokenizer: TokenizerTools | None) -> list[str]:
     """The prompts of a request: a string, strings, token ids, or lists of token ids (the
-    backends take text, so token ids are decoded with the model's tokenizer; `adds_bos`: the
-    backend tokenizes with special tokens, so a leading BOS id is left to it)."""
+    backends take text, so token ids are decoded with the model's tokenizer; a leading BOS id
+    is left to a backend whose tokenization adds it)."""
     prompt = body.prompt
     if isinstance(prompt, str):
         return [prompt]
@@ -45,13 +44,13 @@ def prompt_texts(body: CompletionRequest, tokenizer: TokenizerTools | None, adds
     if all(isinstance(item, str) for item in prompt):
         return [str(item) for item in prompt]
     if all(isinstance(item, int) for item in prompt):
-        return [_decode(prompt, tokenizer, "prompt", adds_bos)]  # type: ignore[arg-type]
+        return [_decode(prompt, tokenizer, "prompt")]  # type: ignore[arg-type]
     if all(isinstance(item, list) for item in prompt):
-        return [_decode(item, tokenizer, f"prompt[{i}]", adds_bos) for i, item in enumerate(prompt)]  # type: ignore[arg-type]
+        return [_decode(item, tokenizer, f"prompt[{i}]") for i, item in enumerate(prompt)]  # type: ignore[arg-type]
     raise InvalidRequest("prompt mixes strings and token ids.", param="prompt")
 
 
-def _decode(token_ids: list[int], tokenizer: TokenizerTools | None, param: str, adds_bos: bool) -> str:
+def _decode(token_ids: list[int], tokenizer: TokenizerTools | None, param: str) -> str:
     if tokenizer is None:
         raise InvalidRequest("Token-id prompts need the model's tokenizer (--tokenizer).", param=param)
     if not token_ids:
@@ -59,7 +58,7 @@ def _decode(token_ids: list[int], tokenizer: TokenizerTools | None, param: str, 
     vocab_size = tokenizer.vocab_size()
     if any(not 0 <= token < vocab_size for token in token_ids):
         raise InvalidRequest(f"Token ids must be in [0, {vocab_size}).", param=param)
-    return tokenizer.decode_prompt(token_ids) if adds_bos else tokenizer.decode(token_ids)
+    return tokenizer.decode_prompt(token_ids)
 
 
 def check_completion(body: CompletionRequest) -> None:
@@ -106,12 +105,10 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     target = await resolve_target(state, body.model)
     model = target.model
     request[MODEL_NAME] = model.name
-    tokenizer = state.tokenizers.tools(model.name)
-    # Triton's vLLM backend hands its text to vLLM, which tokenizes it with special tokens added.
-    prompts = prompt_texts(body, tokenizer, adds_bos=model.flavour is Flavour.VLLM)
-    if model.flavour is Flavour.VLLM:
-        for prompt in prompts:
-            await check_room(state.model_files.max_model_len(model), prompt, body.max_tokens, tokenizer)
+    tokenizer = state.tokenizers.tools(model.name, model.adds_special_tokens)
+    prompts = prompt_texts(body, tokenizer)
+    for prompt in prompts:
+        await check_room(state.model_files.max_model_len(model), prompt, body.max_tokens, tokenizer)
     request_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     max_tokens = body.max_tokens or state.settings.default_max_tokens

@@ -12,6 +12,7 @@ class Flavour(enum.StrEnum):
     TRTLLM_BLS = "tensorrtllm-bls"
     TRTLLM_LLMAPI = "tensorrtllm-llmapi"
     TRTLLM_TOKENS = "tensorrtllm-tokens"  # token ids in and out: not a chat model
+    GENERIC = "text"  # any other model with text_input in and text_output out
 
 
 class BackendFamily(enum.StrEnum):
@@ -28,6 +29,7 @@ class ModelSignature:
     backend: str
     platform: str
     inputs: frozenset[str]
+    outputs: frozenset[str] = frozenset()
 
 
 def detect_flavour(signature: ModelSignature, override: BackendFamily | None = None) -> Flavour | None:
@@ -59,4 +61,6 @@ def detect_flavour(signature: ModelSignature, override: BackendFamily | None = N
             return Flavour.TRTLLM_LLMAPI
         if "max_tokens" in inputs:
             return Flavour.TRTLLM_BLS
+    if has_text and "text_output" in signature.outputs:
+        return Flavour.GENERIC
     return None

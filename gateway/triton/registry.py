@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -45,6 +45,10 @@ class ModelInfo:
     inputs: Mapping[str, TensorSpec]
     outputs: frozenset[str]
     parameters: Mapping[str, str]
+    # Whether the model's own tokenization of `text_input` adds special tokens (a BOS): the
+    # vLLM engine and the LLM API do; TensorRT-LLM `preprocessing` unless told not to.
+    adds_special_tokens: bool = False
+    tokenizing_model: str | None = None  # the model whose `add_special_tokens` decides it
     created: int = field(default_factory=lambda: int(time.time()))
 
     def accepts(self, input_name: str) -> bool:
@@ -64,7 +68,8 @@ def model_info_from_config(
         )
         for spec in config.input
     }
-    signature = ModelSignature(backend=config.backend, platform=config.platform, inputs=frozenset(inputs))
+    outputs = frozenset(output.name for output in config.output)
+    signature = ModelSignature(config.backend, config.platform, frozenset(inputs), outputs)
     flavour = detect_flavour(signature, override)
     if flavour is None:
         return None, None
@@ -77,10 +82,31 @@ def model_info_from_config(
         max_batch_size=config.max_batch_size,
         decoupled=config.model_transaction_policy.decoupled,
         inputs=inputs,
-        outputs=frozenset(output.name for output in config.output),
+        outputs=outputs,
         parameters={key: value.string_value for key, value in config.parameters.items()},
+        adds_special_tokens=flavour in (Flavour.VLLM, Flavour.TRTLLM_LLMAPI),
+        tokenizing_model=_tokenizing_model(config, flavour),
     )
     return info, flavour
+
+
+def _tokenizing_model(config: mc.ModelConfig, flavour: Flavour) -> str | None:
+    """The TensorRT-LLM `preprocessing` model that tokenizes this model's `text_input`: the
+    ensemble step fed `text_input` as QUERY; for the BLS the model it calls by that fixed name."""
+    if flavour is Flavour.TRTLLM_BLS:
+        return "preprocessing"
+    if flavour is Flavour.TRTLLM_ENSEMBLE:
+        for step in config.ensemble_scheduling.step:
+            if step.input_map.get("QUERY") == "text_input":
+                return str(step.model_name)
+    return None
+
+
+def adds_special_tokens(parameters: Mapping[str, str] | None) -> bool:
+    """`preprocessing`'s `add_special_tokens` parameter as the real model reads it: true unless
+    it holds one of the false spellings (unset, unfilled `${...}` or unreadable values mean true)."""
+    value = (parameters or {}).get("add_special_tokens", "").strip().lower()
+    return value not in ("false", "0", "f", "n", "no")
 
 
 class ModelRegistry:
@@ -102,6 +128,7 @@ class ModelRegistry:
         self._min_refresh_gap = min_refresh_gap
         self._models: dict[str, ModelInfo] = {}
         self._not_served: dict[str, str] = {}  # name -> why it is not offered
+        self._parameters: dict[str, tuple[str, Mapping[str, str]]] = {}  # name -> (version, parameters)
         self._last_refresh = 0.0
         self._last_failure: str | None = None  # message of the last failed refresh
         self._refresh_lock = asyncio.Lock()
@@ -150,20 +177,31 @@ class ModelRegistry:
                     ready[entry.name] = entry.version
             models: dict[str, ModelInfo] = {}
             not_served: dict[str, str] = {}
+            parameters: dict[str, Mapping[str, str]] = {}
             for name, version in ready.items():
                 known = self._models.get(name)
                 if known is not None and known.version == version:
                     models[name] = known
                     continue
-                if name in self._not_served and self._not_served[name].startswith(f"v{version}:"):
+                cached = self._parameters.get(name)
+                if name in self._not_served and self._not_served[name].startswith(f"v{version}:") and cached:
                     not_served[name] = self._not_served[name]
+                    parameters[name] = cached[1]
                     continue
                 config = await self._client.model_config(name, version)
+                parameters[name] = {key: value.string_value for key, value in config.parameters.items()}
                 info, flavour = model_info_from_config(config, version, self._override)
                 if info is not None and flavour in self._served:
                     models[name] = info
                 else:
                     not_served[name] = f"v{version}: {_not_served_reason(flavour)}"
+            for name, info in models.items():
+                parameters.setdefault(name, info.parameters)
+                if info.tokenizing_model is not None:
+                    adds = adds_special_tokens(parameters.get(info.tokenizing_model))
+                    if adds != info.adds_special_tokens:
+                        models[name] = replace(info, adds_special_tokens=adds)
+            self._parameters = {name: (ready[name], params) for name, params in parameters.items()}
             changed = models.keys() != self._models.keys()
             self._models = models
             self._not_served = not_served

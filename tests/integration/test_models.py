@@ -15,6 +15,7 @@ async def test_lists_only_text_generation_models(client) -> None:
         "ensemble",
         "ensemble_guided",
         "llmapi",
+        "plain_text",
         "tensorrt_llm_bls",
         "tensorrt_llm_bls_accumulate",
         "vllm_embed",
@@ -37,7 +38,8 @@ async def test_retrieve_model(client) -> None:
 
 
 async def test_retrieve_unknown_or_non_llm_model_is_404(client) -> None:
-    for name in ("no_such_model", "add_sub", "preprocessing", "tensorrt_llm", "postprocessing"):
+    helpers = ("preprocessing", "preprocessing_verbatim", "tensorrt_llm", "postprocessing")
+    for name in ("no_such_model", "add_sub", *helpers):
         response = await client.get(f"/v1/models/{name}")
         assert response.status == 404
         error = (await response.json())["error"]

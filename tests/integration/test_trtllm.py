@@ -50,6 +50,45 @@ def test_chat_streamed_and_not(sdk: openai.OpenAI, tokenizer, model: str) -> Non
     assert chunks[-1].usage.completion_tokens > 0
 
 
+# ensemble and the BLS: `preprocessing` with add_special_tokens unfilled (so true);
+# ensemble_guided: `preprocessing_verbatim` (false); llmapi and vllm_model add them.
+EVERY_TOKENIZATION = [*TRTLLM_MODELS, "ensemble_guided", "vllm_model"]
+
+
+@pytest.mark.parametrize("model", EVERY_TOKENIZATION)
+def test_the_engine_gets_the_prompt_vllms_own_server_sends(sdk: openai.OpenAI, tokenizer, model: str) -> None:  # type: ignore[no-untyped-def]
+    """vLLM's server tokenizes a rendered chat prompt (which starts with the BOS text) without
+    adding special tokens: one BOS. Backends that add them would double it unless the gateway
+    leaves the BOS text out, and must not lose it where they do not. The stand-in engines
+    answer PROMPT_REPORT with what they received."""
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "/prompt-ids"},
+    ]
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    expected = len(tokenizer.encode(rendered, add_special_tokens=False))
+    full = sdk.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=20)
+    assert full.choices[0].message.content == f"{expected} tokens, 1 BOS"
+    assert full.usage is not None and full.usage.prompt_tokens == expected
+    text, chunks = stream_chat(
+        sdk,
+        model=model,
+        messages=messages,
+        temperature=0,
+        max_tokens=20,
+        stream_options={"include_usage": True},
+    )
+    assert text == f"{expected} tokens, 1 BOS"
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == expected
+
+
+@pytest.mark.parametrize("model", ["ensemble", "ensemble_guided", "tensorrt_llm_bls"])
+def test_token_id_prompts_reach_the_engine_as_given(sdk: openai.OpenAI, tokenizer, model: str) -> None:  # type: ignore[no-untyped-def]
+    ids = [tokenizer.bos_token_id, *tokenizer.encode("Hello there", add_special_tokens=False)]
+    completion = sdk.completions.create(model=model, prompt=ids, max_tokens=8, temperature=0)
+    assert completion.usage is not None and completion.usage.prompt_tokens == len(ids)
+
+
 @pytest.mark.parametrize("model", TRTLLM_MODELS)
 def test_completions_do_not_echo_the_prompt(sdk: openai.OpenAI, model: str) -> None:
     # The BLS declares no exclude_input_in_output: the prompt comes back and the gateway removes it.
@@ -72,7 +111,10 @@ def test_finish_reason_length_is_inferred(sdk: openai.OpenAI, model: str, stream
         reason = [chunk for chunk in chunks if chunk.choices][-1].choices[0].finish_reason
     else:
         reply = sdk.chat.completions.create(model=model, messages=HELLO, temperature=0, max_tokens=3)
-        text, reason = reply.choices[0].message.content or "", reply.choices[0].finish_reason
+        text, reason = (
+            reply.choices[0].message.content or "",
+            reply.choices[0].finish_reason,
+        )
     assert reason == "length"
     assert "You said: Hello there".startswith(text) and len(text) < len("You said: Hello there")
 
@@ -89,6 +131,32 @@ def test_stop_words_are_stripped(sdk: openai.OpenAI, model: str, stream: bool) -
         text, reason = reply.choices[0].message.content, reply.choices[0].finish_reason
     assert text == "You said: Hello "
     assert reason == "stop"
+
+
+@pytest.mark.parametrize("model", ["ensemble", "tensorrt_llm_bls", "tensorrt_llm_bls_accumulate"])
+def test_counts_without_count_outputs_match_the_engine(sdk: openai.OpenAI, model: str) -> None:
+    """These configs predate num_input_tokens/num_output_tokens. `postprocessing` decodes each
+    streamed response alone, so split characters arrive as U+FFFD per byte: re-tokenizing that
+    text would count more tokens than the engine made. ensemble_guided runs the same engine and
+    reports its counts: they are the truth."""
+    messages = user("/raw naïve café, 日本語 — ünïcödé")
+    truth = sdk.chat.completions.create(model="ensemble_guided", messages=messages, temperature=0, max_tokens=60)
+    assert truth.usage is not None and truth.choices[0].finish_reason == "stop"
+    generated = truth.usage.completion_tokens
+    for max_tokens, finish in ((60, "stop"), (generated, "length")):
+        full = sdk.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=max_tokens)
+        assert full.usage is not None and full.usage.completion_tokens == generated
+        assert full.choices[0].finish_reason == finish
+        _, chunks = stream_chat(
+            sdk,
+            model=model,
+            messages=messages,
+            temperature=0,
+            max_tokens=max_tokens,
+            stream_options={"include_usage": True},
+        )
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == generated
+        assert [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices][-1] == finish
 
 
 @pytest.mark.parametrize("model", ["ensemble", "tensorrt_llm_bls", "llmapi"])
@@ -143,26 +211,35 @@ async def test_bls_empty_final_response_ends_the_stream_cleanly(client) -> None:
     assert all(chunk["choices"][0]["delta"].get("content") for chunk in chunks[1:-1])
 
 
-async def test_disconnect_cancels_a_bls_request(gateway_process, triton) -> None:  # type: ignore[no-untyped-def]
-    # (Triton 2.51's ensemble scheduler does not pass a cancellation on to its steps; the
-    # gateway cancels the call either way, and the BLS sees it.)
+async def test_an_abandoned_bls_request_runs_to_its_end(gateway_process, gateway_log, triton) -> None:  # type: ignore[no-untyped-def]
+    """The real BLS never checks for cancellation and its inner request has an id of its own:
+    the gateway cancels its call, the generation goes on to max_tokens, and the gateway's log
+    says so (the README's cancellation table promises no more)."""
     import asyncio
     import time
 
     import aiohttp
 
-    body = {"model": "tensorrt_llm_bls", "messages": user("keep going " * 30), "stream": True, "max_tokens": 200}
-    request_id = f"bls-cancel-{time.monotonic_ns()}"
+    body = {
+        "model": "tensorrt_llm_bls",
+        "messages": user("keep going " * 30),
+        "stream": True,
+        "max_tokens": 120,
+    }
+    request_id = f"bls-abandoned-{time.monotonic_ns()}"
     async with aiohttp.ClientSession() as session:
         response = await session.post(
             f"{gateway_process}/v1/chat/completions", json=body, headers={"X-Request-Id": request_id}
         )
         await response.content.readline()
         response.close()
-    deadline = time.monotonic() + 15
-    while f"[bls] Cancelling the request {request_id}" not in triton.read_log() and time.monotonic() < deadline:
+    ran_to_its_end = f"[bls] request {request_id} ran to its end: 120 tokens streamed"
+    deadline = time.monotonic() + 30
+    while ran_to_its_end not in triton.read_log() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-    assert f"[bls] Cancelling the request {request_id}" in triton.read_log()
+    assert ran_to_its_end in triton.read_log()
+    warning = f"request {request_id} left unfinished: the BLS model 'tensorrt_llm_bls' does not stop"
+    assert warning in gateway_log.read_text()
 
 
 @pytest.mark.parametrize("model", ["ensemble", "tensorrt_llm_bls", "llmapi"])

@@ -28,6 +28,12 @@ def test_detection(backend: str, platform: str, inputs: frozenset[str], expected
     assert detect_flavour(ModelSignature(backend, platform, inputs)) is expected
 
 
+@pytest.mark.parametrize(("backend", "platform"), [("python", ""), ("", "ensemble"), ("onnxruntime", "")])
+def test_text_in_and_text_out_is_a_plain_text_model(backend: str, platform: str) -> None:
+    signature = ModelSignature(backend, platform, frozenset({"text_input", "stream"}), frozenset({"text_output"}))
+    assert detect_flavour(signature) is Flavour.GENERIC
+
+
 def test_override_wins_for_text_models_only() -> None:
     bls_like = ModelSignature("python", "", TRT_INPUTS)
     assert detect_flavour(bls_like, BackendFamily.VLLM) is Flavour.VLLM

@@ -3,7 +3,7 @@ from __future__ import annotations
 from tritonclient.grpc import model_config_pb2 as mc
 
 from gateway.triton.flavours import BackendFamily, Flavour
-from gateway.triton.registry import model_info_from_config
+from gateway.triton.registry import adds_special_tokens, model_info_from_config
 
 
 def config(name: str, backend: str, inputs: dict[str, int], max_batch_size: int = 0) -> mc.ModelConfig:
@@ -38,3 +38,34 @@ def test_trtllm_inputs_keep_their_datatypes() -> None:
 def test_non_llm_model_gives_no_info() -> None:
     info, flavour = model_info_from_config(config("add", "python", {"INPUT0": mc.TYPE_FP32}), "1", BackendFamily.VLLM)
     assert info is None and flavour is None
+
+
+def test_plain_text_models_are_the_generic_flavour() -> None:
+    inputs = {"text_input": mc.TYPE_STRING, "stream": mc.TYPE_BOOL}
+    info, flavour = model_info_from_config(config("mock_llm", "python", inputs), "1", None)
+    assert flavour is Flavour.GENERIC and info is not None and not info.adds_special_tokens
+    without_text_output = config("mock_llm", "python", inputs)
+    del without_text_output.output[:]
+    assert model_info_from_config(without_text_output, "1", None) == (None, None)
+
+
+def test_who_tokenizes_the_text_input() -> None:
+    vllm, _ = model_info_from_config(config("llm", "vllm", {"text_input": mc.TYPE_STRING}), "1", None)
+    assert vllm is not None and vllm.adds_special_tokens and vllm.tokenizing_model is None
+    inputs = {"text_input": mc.TYPE_STRING, "max_tokens": mc.TYPE_INT32}
+    bls, _ = model_info_from_config(config("bls", "python", inputs, 64), "1", None)
+    assert bls is not None and bls.tokenizing_model == "preprocessing"  # the name the real BLS calls
+    ensemble = config("pipeline", "", inputs, 64)
+    ensemble.platform = "ensemble"
+    step = ensemble.ensemble_scheduling.step.add(model_name="my_preprocessing")
+    step.input_map["QUERY"] = "text_input"
+    ensemble.ensemble_scheduling.step.add(model_name="tensorrt_llm").input_map["input_ids"] = "_INPUT_ID"
+    info, _ = model_info_from_config(ensemble, "1", None)
+    assert info is not None and info.tokenizing_model == "my_preprocessing"
+
+
+def test_add_special_tokens_is_read_as_preprocessing_reads_it() -> None:
+    for value in (None, "", "${add_special_tokens}", "True", "yes", "maybe"):
+        assert adds_special_tokens(None if value is None else {"add_special_tokens": value})
+    for value in ("false", "False", "0", "no", "n", "f"):
+        assert not adds_special_tokens({"add_special_tokens": value})

@@ -174,10 +174,28 @@ def test_reader_infers_length_from_counts_or_the_tokenizer() -> None:
     reader = adapter.reader(generation_request(max_tokens=2), None)
     assert reader.read(text_response(b"a", num_output_tokens=1), final=False).finish_reason is None
     assert reader.read(text_response(b"b", num_output_tokens=1), final=True).finish_reason == "length"
-    reader = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions()).reader(
-        generation_request(max_tokens=2), WordTokenizer()
-    )
-    assert reader.read(text_response(b"one two"), final=True).finish_reason == "length"
+    bls = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
+    # Without counts: one whole text is re-tokenized; a stream counts a token per response.
+    whole = bls.reader(generation_request(max_tokens=2, stream=False), WordTokenizer())
+    assert whole.read(text_response(b"one two"), final=True).finish_reason == "length"
+    streamed = bls.reader(generation_request(max_tokens=2), WordTokenizer())
+    assert streamed.read(text_response(b"one two"), final=False).completion_tokens == 1
+    assert streamed.read(pb.ModelInferResponse(), final=True).finish_reason == "stop"
+
+
+def test_streamed_counts_come_from_the_responses() -> None:
+    """A response per decoding step; one that brings no text is counted once a later one does,
+    so only the trailing end-id response (zero tokens) goes uncounted."""
+    bls = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
+    delta = bls.reader(generation_request(max_tokens=50), WordTokenizer())
+    pieces = [b"\xef\xbf\xbd", b"", b"ok", b""]  # U+FFFD, a dropped special token, text, the end id
+    assert [delta.read(text_response(piece), final=False).completion_tokens for piece in pieces] == [1, 0, 2, 0]
+    cumulative_model = model(BLS_INPUTS, Flavour.TRTLLM_BLS, accumulate_tokens="true")
+    cumulative = TrtllmAdapter(cumulative_model, BackendOptions()).reader(generation_request(max_tokens=4), None)
+    texts = [b"a", "a\ufffd".encode(), "a\ufffd".encode(), "a日".encode(), "a日".encode()]
+    counts = [cumulative.read(text_response(text), final=False).completion_tokens for text in texts]
+    assert counts == [1, 1, 0, 2, 0]
+    assert cumulative.read(pb.ModelInferResponse(), final=True).finish_reason == "length"
 
 
 def test_non_streamed_echo_and_stop_word_are_removed() -> None:

@@ -1,19 +1,23 @@
 """A CPU stand-in for the TensorRT-LLM backend's token-level model (`backend: "tensorrtllm"`).
 
 Token ids in, token ids out, decoupled, with a batch dimension, like the `tensorrt_llm` model
-of the inflight_batcher_llm pipeline. Streaming sends each new token in its own response;
-a request that ends on the end id gets a separate flag-only final response (the ensemble then
-forwards an empty final), other ends flag the last data response. Stop words end generation
-after their tokens, which stay in the output. Non-streaming output starts with the prompt
-unless `exclude_input_in_output` is true. Both input generations are understood:
-`seed`/`random_seed` and `min_tokens`/`min_length`.
+of the inflight_batcher_llm pipeline, and ending requests as the C++ backend
+(`inflight_batcher_llm/src/model_instance_state.cc`) does. Streaming sends each new token in its
+own response; a request that ends on the end id ends with a FINAL response carrying zero tokens
+(`output_ids` [1, 1, 0], which `postprocessing` turns into ""); other ends flag the last data
+response. A cancelled request (the backend polls `is_cancelled` and cancels it in the executor)
+ends with a normal FINAL response, not an error. Stop words end generation after their tokens,
+which stay in the output. Non-streaming output starts with the prompt unless
+`exclude_input_in_output` is true. Both input generations are understood: `seed`/`random_seed`
+and `min_tokens`/`min_length`.
 
 `output_log_probs` ([1, beams, tokens]: one value per token generated in this response) and
-`cum_log_probs` ([1, beams]: the total so far) are sent when they are requested outputs, as by
-TensorRT-LLM versions that always filled them: the values with `return_log_probs`, zeros
-without. A token's logprob is derived from its id (`standin.text.token_logprob`). Guided
-decoding (`guided_decoding_guide_type` `json_schema` or `json`, with `guided_decoding_guide`)
-replies with a small JSON value that satisfies the guide.
+`cum_log_probs` ([1, beams]: the total so far) are sent only with `return_log_probs` true, as
+the C++ backend does. A token's logprob is derived from its id (`standin.text.token_logprob`).
+Guided decoding (`guided_decoding_guide_type` `json_schema` or `json`, with
+`guided_decoding_guide`) replies with a small JSON value that satisfies the guide. A last user
+turn of `standin.text.PROMPT_REPORT` gets the count of prompt tokens (and of BOS among them)
+as its reply, so tests can see what the engine received.
 
 Configuration parameters: `tokenizer_dir` (relative to the model's directory) and
 `stand_in_token_delay_ms`.
@@ -36,6 +40,7 @@ sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if
 from standin.decoupled import AsyncDecoupledModel
 from standin.text import (
     StandInTokenizer,
+    asks_for_prompt_report,
     guide_spec,
     guided_reply,
     last_user_turn,
@@ -106,7 +111,7 @@ class TritonPythonModel(AsyncDecoupledModel):
         stop_words = _stop_words(request)
         wanted = _Wanted(request)
 
-        reply = self._reply(request, self.tokenizer.decode(prompt_ids))
+        reply = self._reply(request, self.tokenizer.decode(prompt_ids), prompt_ids)
         task = _scalar(request, "lora_task_id")
         if task is not None:
             self._use_lora(int(task), request)
@@ -114,22 +119,17 @@ class TritonPythonModel(AsyncDecoupledModel):
         reply_ids = self.tokenizer.encode(reply) or [end_id]
 
         generated: list[int] = []
-        ended_on_end_id = False
         request_id = request.request_id()
+        ended_without_token = False  # on the end id or cancelled: the final response has no new token
         while len(generated) < max_new:
             await asyncio.sleep(self.token_delay)
             if sender.is_cancelled():
                 self.logger.log_info(f"[trtllm] Cancelling the request {request_id}")
-                sender.send(
-                    pb_utils.InferenceResponse(
-                        error=pb_utils.TritonError("Request was cancelled", pb_utils.TritonError.CANCELLED)
-                    ),
-                    flags=_FINAL,
-                )
-                return
+                ended_without_token = True
+                break
             token = reply_token(reply_ids, len(generated), len(generated) >= min_new, end_id, self.tokenizer.space_id)
             if token == end_id:
-                ended_on_end_id = True
+                ended_without_token = True
                 break
             generated.append(token)
             stopped = any(generated[-len(word) :] == word for word in stop_words)
@@ -141,13 +141,18 @@ class TritonPythonModel(AsyncDecoupledModel):
 
         if not streaming:
             ids = generated if exclude_input else prompt_ids + generated
-            sender.send(self._response(ids, generated, len(generated), len(prompt_ids), wanted), flags=_FINAL)
-        elif ended_on_end_id or not generated:
-            sender.send(flags=_FINAL)  # the flag-only final response
+            sender.send(
+                self._response(ids, generated, len(generated), len(prompt_ids), wanted),
+                flags=_FINAL,
+            )
+        elif ended_without_token or not generated:
+            sender.send(self._response([], generated, 0, len(prompt_ids), wanted), flags=_FINAL)
 
-    def _reply(self, request: Any, prompt: str) -> str:
+    def _reply(self, request: Any, prompt: str, prompt_ids: list[int]) -> str:
         """What the model "generates": a JSON value that satisfies the guide, or the last turn
         repeated (the opening drawn at random unless greedy)."""
+        if asks_for_prompt_report(prompt):
+            return self.tokenizer.prompt_report(prompt_ids)
         guide_type = _scalar(request, "guided_decoding_guide_type")
         if guide_type is not None:
             guide = _scalar(request, "guided_decoding_guide") or b""
@@ -181,18 +186,17 @@ class TritonPythonModel(AsyncDecoupledModel):
         generated for this response."""
         new = generated[len(generated) - new_count :]
         tensors = [
-            pb_utils.Tensor("output_ids", np.array([[ids]], dtype=np.int32)),
+            pb_utils.Tensor("output_ids", np.array(ids, dtype=np.int32).reshape(1, 1, len(ids))),
             pb_utils.Tensor("sequence_length", np.array([[len(ids)]], dtype=np.int32)),
         ]
         if wanted.input_count:
             tensors.append(pb_utils.Tensor("num_input_tokens", np.array([[prompt_tokens]], dtype=np.int32)))
         if wanted.output_count:
             tensors.append(pb_utils.Tensor("num_output_tokens", np.array([[len(new)]], dtype=np.int32)))
-        scale = 1.0 if wanted.log_probs else 0.0  # zeros unless return_log_probs
-        if "output_log_probs" in wanted.outputs:
-            values = [[[scale * token_logprob(token) for token in new]]]
-            tensors.append(pb_utils.Tensor("output_log_probs", np.array(values, dtype=np.float32)))
-        if "cum_log_probs" in wanted.outputs:
-            total = scale * sum(token_logprob(token) for token in generated)
+        if wanted.log_probs and "output_log_probs" in wanted.outputs:
+            values = np.array([token_logprob(token) for token in new], dtype=np.float32).reshape(1, 1, len(new))
+            tensors.append(pb_utils.Tensor("output_log_probs", values))
+        if wanted.log_probs and "cum_log_probs" in wanted.outputs:
+            total = sum(token_logprob(token) for token in generated)
             tensors.append(pb_utils.Tensor("cum_log_probs", np.array([[total]], dtype=np.float32)))
         return pb_utils.InferenceResponse(output_tensors=tensors)

@@ -47,7 +47,15 @@ import triton_python_backend_utils as pb_utils
 sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 from standin.decoupled import AsyncDecoupledModel
 from standin.generation import Generation
-from standin.text import FAIL_PREFIX, StandInTokenizer, guided_reply, last_user_turn, reply_for, resolve
+from standin.text import (
+    FAIL_PREFIX,
+    StandInTokenizer,
+    asks_for_prompt_report,
+    guided_reply,
+    last_user_turn,
+    reply_for,
+    resolve,
+)
 
 # vLLM SamplingParams fields and the callable the vLLM backend coerces each with.
 _SCALAR_PARAMS: dict[str, type] = {
@@ -249,7 +257,7 @@ class TritonPythonModel(AsyncDecoupledModel):
         _ = params.lora_name  # type: ignore[union-attr]  # the real backend fails here the same way
         engine_checks(params)  # type: ignore[arg-type]
 
-        prompt_ids = self.tokenizer.encode_as_vllm(prompt)  # engine.generate() adds special tokens
+        prompt_ids = self.tokenizer.encode(prompt, add_special_tokens=True)  # as engine.generate() does
         if len(prompt_ids) > self.max_model_len:
             # vLLM 0.32's wording, with its (parameter=…, value=…) suffix.
             raise ValueError(
@@ -259,6 +267,8 @@ class TritonPythonModel(AsyncDecoupledModel):
             )
         if params.guided:
             reply = guided_reply(params.guided, last_user_turn(prompt))
+        elif asks_for_prompt_report(prompt):
+            reply = self.tokenizer.prompt_report(prompt_ids)
         else:
             reply = reply_for(prompt, params.temperature, params.seed)
         if params.lora_name is not None:
