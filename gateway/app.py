@@ -17,11 +17,10 @@ from gateway.engine import Engine
 from gateway.errors import APIError
 from gateway.http import routes
 from gateway.http.images import ImageLoader
-from gateway.http.kserve import KSERVE_DROPPED_HEADERS, KSERVE_SESSION
+from gateway.http.kserve import KSERVE_DROPPED_HEADERS
 from gateway.http.middleware import (
     IN_FLIGHT,
     SHUTDOWN,
-    STREAM_HEADERS,
     Capacity,
     ShutdownState,
     access,
@@ -29,10 +28,10 @@ from gateway.http.middleware import (
     errors,
     limits,
     request_context,
-    stream_headers,
+    response_headers,
 )
 from gateway.http.server import serve
-from gateway.http.state import STATE, GatewayState
+from gateway.http.state import STATE, TRITON_HTTP, GatewayState
 from gateway.lora import LoraCatalog
 from gateway.metrics import Metrics
 from gateway.model_files import ModelFiles
@@ -42,7 +41,9 @@ from gateway.triton.client import TritonClient
 from gateway.triton.proxy import KServeProxy
 from gateway.triton.registry import ModelRegistry
 
-KSERVE_PROXY = web.AppKey("kserve_proxy", KServeProxy)
+TRITON_CLIENT = web.AppKey("triton_client", TritonClient)
+IMAGES = web.AppKey("images", ImageLoader)
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,10 @@ def create_app(settings: Settings) -> web.Application:
             limits(settings, metrics, capacity),
         ],
     )
-    app[STREAM_HEADERS] = stream_headers(settings)
+    app.on_response_prepare.append(response_headers(settings))
     app[IN_FLIGHT] = set()
     app[SHUTDOWN] = ShutdownState()
-    app.cleanup_ctx.append(_lifecycle(settings, metrics, capacity, guard))
+    app.cleanup_ctx.extend(_lifecycle(settings, metrics, capacity, guard))
     routes.register(app, routes.openai_routes(settings))
     if settings.enable_kserve_frontends:
         routes.register(app, routes.kserve_routes(settings))
@@ -72,13 +73,44 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity, guard: AccessGuard):  # type: ignore[no-untyped-def]
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        tokenizers = TokenizerStore(settings.tokenizer, settings.chat_template)
-        await tokenizers.preload()
-        client = TritonClient(
+def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity, guard: AccessGuard) -> list[CleanupContext]:
+    """The application's resources, one cleanup context each, set up in this order and closed
+    in the reverse one."""
+
+    async def triton_client(app: web.Application) -> AsyncIterator[None]:
+        app[TRITON_CLIENT] = TritonClient(
             settings.triton_url, channels=settings.grpc_channels, keepalive_time=settings.grpc_keepalive_time
         )
+        yield
+        await app[TRITON_CLIENT].close()
+
+    async def triton_http(app: web.Application) -> AsyncIterator[None]:
+        # One session for what the gateway reads from Triton's HTTP side (KServe forwarding,
+        # --triton-metrics-url). Remote images have their own, whose connector refuses
+        # non-public addresses: these are exactly the addresses Triton has.
+        app[TRITON_HTTP] = aiohttp.ClientSession(
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None),  # each use sets its own deadline
+            cookie_jar=aiohttp.DummyCookieJar(),  # one client's cookies must never reach another's request
+        )
+        yield
+        await app[TRITON_HTTP].close()
+
+    async def images(app: web.Application) -> AsyncIterator[None]:
+        app[IMAGES] = ImageLoader(
+            allow_remote=settings.allow_remote_images,
+            max_bytes=settings.remote_image_max_bytes,
+            timeout=settings.remote_image_timeout,
+            allowed_domains=settings.allowed_media_domains,
+            allowed_networks=settings.allowed_media_networks,
+        )
+        yield
+        await app[IMAGES].close()
+
+    async def state(app: web.Application) -> AsyncIterator[None]:
+        tokenizers = TokenizerStore(settings.tokenizer, settings.chat_template)
+        await tokenizers.preload()
+        client = app[TRITON_CLIENT]
         engine = Engine(client, BackendOptions(structured_outputs_keys=settings.structured_outputs_key))
         registry = ModelRegistry(
             client,
@@ -90,43 +122,31 @@ def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity, guard: 
             await registry.refresh()
         except APIError as exc:
             log.warning("Triton at %s is not reachable yet (%s); serving anyway", settings.triton_url, exc.message)
-        images = ImageLoader(
-            allow_remote=settings.allow_remote_images,
-            max_bytes=settings.remote_image_max_bytes,
-            timeout=settings.remote_image_timeout,
-            allowed_domains=settings.allowed_media_domains,
-            allowed_networks=settings.allowed_media_networks,
-        )
         lora = LoraCatalog(settings.lora_separator, settings.model_repository, settings.lora_modules)
         model_files = ModelFiles(settings.model_repository)
         image_models = ImageModels(settings.image_models, model_files, tokenizers.source_for)
         app[STATE] = GatewayState(
-            settings, client, registry, engine, tokenizers, images, metrics, lora, model_files, image_models
+            settings, client, registry, engine, tokenizers, app[IMAGES], metrics, lora, model_files, image_models
         )
-        refresher = asyncio.create_task(registry.run(), name="model-registry-refresh")
-        proxy = None
-        if settings.enable_kserve_frontends:
-            app[KSERVE_SESSION] = aiohttp.ClientSession(
-                auto_decompress=False,
-                timeout=aiohttp.ClientTimeout(total=None),
-                cookie_jar=aiohttp.DummyCookieJar(),  # one client's cookies must never reach another's request
-            )
-            proxy = KServeProxy(settings, guard, capacity)
-            await proxy.start(settings.host, settings.kserve_grpc_port)
-            app[KSERVE_PROXY] = proxy
-        try:
-            yield
-        finally:
-            if proxy is not None:
-                await proxy.stop()
-                await app[KSERVE_SESSION].close()
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
-            await client.close()
-            await images.close()
+        yield
 
-    return lifecycle
+    async def model_refresh(app: web.Application) -> AsyncIterator[None]:
+        refresher = asyncio.create_task(app[STATE].registry.run(), name="model-registry-refresh")
+        yield
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+
+    async def kserve_relay(app: web.Application) -> AsyncIterator[None]:
+        proxy = KServeProxy(settings, guard, capacity)
+        await proxy.start(settings.host, settings.kserve_grpc_port)
+        yield
+        await proxy.stop()
+
+    contexts: list[CleanupContext] = [triton_client, triton_http, images, state, model_refresh]
+    if settings.enable_kserve_frontends:
+        contexts.append(kserve_relay)
+    return contexts
 
 
 def run(

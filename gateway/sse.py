@@ -12,7 +12,6 @@ import msgspec
 from aiohttp import web
 
 from gateway.errors import APIError
-from gateway.http.middleware import STREAM_HEADERS
 
 DONE = b"data: [DONE]\n\n"
 _ENCODER = msgspec.json.Encoder()
@@ -58,8 +57,5 @@ async def open_event_stream(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",  # tell nginx-style proxies not to buffer
         }
     )
-    add_headers = request.app.get(STREAM_HEADERS)
-    if add_headers is not None:
-        add_headers(request, response)
     await response.prepare(request)
     return response

@@ -30,7 +30,7 @@ _STEP[[ord("]"), ord("}")]] = -1
 
 async def decode_body(request: web.Request, decoder: msgspec.json.Decoder[T]) -> T:
     """The body decoded and validated; 413 past the size limit, 400 naming the field."""
-    limit = request.app._client_max_size
+    limit = request.client_max_size
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
     body = await request.read()

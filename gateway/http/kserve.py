@@ -16,7 +16,7 @@ from yarl import URL
 
 from gateway.errors import BackendUnavailable, GatewayTimeout, InvalidRequest
 from gateway.http.middleware import DEADLINE, cancelled_by_shutdown
-from gateway.http.state import state_of
+from gateway.http.state import TRITON_HTTP, state_of
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ _NOT_DOWNSTREAM = _HOP_BY_HOP | {"content-length", "set-cookie", "set-cookie2"}
 # which path (or query, or fragment) Triton sees.
 _SEGMENT_BREAKERS = frozenset(b"/\\?#\x00")
 
-KSERVE_SESSION = web.AppKey("kserve_session", aiohttp.ClientSession)
 KSERVE_DROPPED_HEADERS = web.AppKey[frozenset[str]]("kserve_dropped_headers")  # the restrictions' header names
 
 
@@ -80,7 +79,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
     deadline = request.get(DEADLINE)
     remaining = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
     try:
-        upstream = await request.app[KSERVE_SESSION].request(
+        upstream = await request.app[TRITON_HTTP].request(
             request.method,
             url,
             headers=filtered(request.headers.items(), dropped),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from gateway.http.state import state_of
+from gateway.http.state import TRITON_HTTP, state_of
 
 _CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -16,10 +16,7 @@ async def metrics(request: web.Request) -> web.Response:
     url = state.settings.triton_metrics_url
     if url:
         try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
-                session.get(url) as response,
-            ):
+            async with request.app[TRITON_HTTP].get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
                 if response.status == 200:
                     body += b"\n" + await response.read()
         except (aiohttp.ClientError, TimeoutError):

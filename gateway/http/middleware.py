@@ -10,7 +10,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -49,6 +50,18 @@ class ShutdownState:
 SHUTDOWN = web.AppKey("shutdown", ShutdownState)
 
 
+class RequestWatcher(Protocol):
+    """Told when the application starts and ends handling a request (the connection guard of
+    gateway.http.server, which keeps the header deadline)."""
+
+    def request_started(self, request: web.BaseRequest) -> None: ...
+
+    def request_finished(self, request: web.BaseRequest) -> None: ...
+
+
+CONNECTIONS = web.AppKey("connections", RequestWatcher)
+
+
 def cancelled_by_shutdown(request: web.Request) -> bool:
     """Whether the CancelledError being handled comes from the drain; if so the task may go
     on (uncancelled) just long enough to tell its client."""
@@ -73,7 +86,7 @@ def error_response(error: APIError, request: web.Request | None = None) -> web.R
 
 def _from_http_exception(exc: web.HTTPException, request: web.Request) -> APIError:
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        limit = request.app._client_max_size
+        limit = request.client_max_size
         return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
     if isinstance(exc, web.HTTPNotFound):
         return NotFound(f"Unknown path: {request.method} {request.path}", code="unknown_url")
@@ -96,6 +109,9 @@ def request_context(metrics: Metrics) -> Middleware:
         token = request_id_var.set(request_id)
         started = request[STARTED] = time.perf_counter()
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        watcher = request.app.get(CONNECTIONS)
+        if watcher is not None:
+            watcher.request_started(request)
         metrics.in_flight.inc()
         tasks = request.app[IN_FLIGHT]
         task = asyncio.current_task()
@@ -105,13 +121,13 @@ def request_context(metrics: Metrics) -> Middleware:
         try:
             response = await handler(request)
             status = response.status
-            if not response.prepared:
-                response.headers["X-Request-Id"] = request_id
             return response
         except web.HTTPException as exc:
             status = exc.status
             raise
         finally:
+            if watcher is not None:
+                watcher.request_finished(request)
             tasks.discard(task)
             metrics.in_flight.dec()
             metrics.e2e.labels(route).observe(time.perf_counter() - started)
@@ -126,21 +142,29 @@ MODEL_NAME = web.RequestKey("model_name", str)  # set once the model is known, f
 STARTED = web.RequestKey("started", float)  # perf_counter() when the request arrived
 
 
-def cors(settings: Settings) -> Middleware:
-    """Cross-origin access for the origins the flags name, and nothing else."""
+def allowed_origin(settings: Settings) -> Callable[[str | None], str | None]:
+    """The request's Origin when the flags allow it cross-origin access, else None."""
     origins = set(settings.cors_allowed_origins)
-    methods = ", ".join(settings.cors_allowed_methods)
-    headers = ", ".join(settings.cors_allowed_headers)
 
     def allowed(origin: str | None) -> str | None:
         if origin is None or not origins:
             return None
         return origin if origin in origins or "*" in origins else None
 
+    return allowed
+
+
+def cors(settings: Settings) -> Middleware:
+    """Answers CORS preflight requests for the origins the flags name, and nobody else's
+    (the headers of every other response are set by `response_headers`)."""
+    allowed = allowed_origin(settings)
+    methods = ", ".join(settings.cors_allowed_methods)
+    headers = ", ".join(settings.cors_allowed_headers)
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        origin = allowed(request.headers.get("Origin"))
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            origin = allowed(request.headers.get("Origin"))
             if origin is None:
                 return web.Response(status=403)
             return web.Response(
@@ -153,34 +177,31 @@ def cors(settings: Settings) -> Middleware:
                     "Vary": "Origin",
                 },
             )
-        response = await handler(request)
-        if origin is not None and not response.prepared:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Expose-Headers"] = "X-Request-Id"
-            response.headers["Vary"] = "Origin"
-        return response
+        return await handler(request)
 
     return middleware
 
 
-StreamHeaders = Callable[[web.Request, web.StreamResponse], None]
-STREAM_HEADERS: web.AppKey[StreamHeaders] = web.AppKey("stream_headers")
+ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
 
-def stream_headers(settings: Settings) -> StreamHeaders:
-    """Streamed responses are prepared inside the handler, before the middleware sees them:
-    this gives them their X-Request-Id and CORS headers then."""
-    origins = set(settings.cors_allowed_origins)
+def response_headers(settings: Settings) -> ResponseHook:
+    """For `on_response_prepare`: the headers every response gets, set in this one place
+    whether the middleware returns the response or a handler streams it: its X-Request-Id, and
+    CORS headers for an allowed Origin."""
+    allowed = allowed_origin(settings)
 
-    def apply(request: web.Request, response: web.StreamResponse) -> None:
-        origin = request.headers.get("Origin")
-        if origin is not None and origins and (origin in origins or "*" in origins):
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        request_id = request.get(REQUEST_ID)
+        if request_id is not None:
+            response.headers["X-Request-Id"] = request_id
+        origin = allowed(request.headers.get("Origin"))
+        if origin is not None and "Access-Control-Allow-Origin" not in response.headers:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Expose-Headers"] = "X-Request-Id"
             response.headers["Vary"] = "Origin"
-        response.headers["X-Request-Id"] = request[REQUEST_ID]
 
-    return apply
+    return on_prepare
 
 
 def errors(metrics: Metrics) -> Middleware:

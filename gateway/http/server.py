@@ -2,8 +2,8 @@
 
 aiohttp closes idle keep-alive connections (--keepalive-timeout) but has no deadline for a
 request's headers, no cap on connections, and on shutdown waits up to twice its timeout and
-then cuts streams mid-chunk. This module adds the first two to aiohttp's connection handler
-and runs the drain itself: stop accepting, give requests --shutdown-timeout, then end every
+then cuts streams mid-chunk. This module adds the first two around aiohttp's connection
+protocol (through public interfaces only) and runs the drain itself: stop accepting, give requests --shutdown-timeout, then end every
 stream still open with an error event and [DONE] (non-streamed requests get a 503) and exit.
 """
 
@@ -13,12 +13,11 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
-from gateway.http.middleware import IN_FLIGHT, SHUTDOWN
+from gateway.http.middleware import CONNECTIONS, IN_FLIGHT, SHUTDOWN
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,89 +33,93 @@ _TOO_MANY_CONNECTIONS = (
 FAREWELL_SECONDS = 1.0
 
 
-class GuardedRequestHandler(RequestHandler):
-    """aiohttp's connection handler, plus a deadline on each request's headers (from its
-    first byte) and the server's connection cap."""
+class GuardedConnection(asyncio.Protocol):
+    """One client connection: aiohttp's protocol inside, plus the header deadline (from a
+    request's first byte until the application sees the request) and the connection cap."""
 
-    def __init__(self, manager: GatewayServer, *, header_timeout: float, **kwargs: Any) -> None:
-        super().__init__(manager, **kwargs)
-        self._guard = manager
-        self._header_timeout = header_timeout
+    def __init__(self, guard: ConnectionGuard, inner: web.RequestHandler) -> None:
+        self._guard = guard
+        self._inner = inner  # aiohttp's RequestHandler
         self._header_timer: asyncio.TimerHandle | None = None
-        self._in_request = False  # between a request's complete headers and its response
+        self.in_request = False  # from a request's complete headers to the end of its handling
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._guard.open_connections += 1
+        self._guard.opened(self)
+        self._inner.connection_made(transport)
         limit = self._guard.max_connections
         if limit is not None and self._guard.open_connections > limit:
             cast(asyncio.WriteTransport, transport).write(_TOO_MANY_CONNECTIONS)
-            self.force_close()
+            transport.close()
 
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self._guard.open_connections -= 1
-        self._stop_header_timer()
-        super().connection_lost(exc)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard.closed(self)
+        self.stop_header_timer()
+        self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self._in_request and self._header_timer is None:
-            self._header_timer = self._loop.call_later(self._header_timeout, self._headers_too_slow)
-        # aiohttp counts the requests whose headers it has parsed (a private counter: should a
-        # release drop it, every request counts as parsed and only the deadline is lost).
-        parsed = getattr(self, "_request_count", None)
-        super().data_received(data)
-        if parsed is None or getattr(self, "_request_count", None) != parsed:
-            self._in_request = True
-            self._stop_header_timer()
+        if not self.in_request and self._header_timer is None:
+            loop = asyncio.get_running_loop()
+            self._header_timer = loop.call_later(self._guard.header_timeout, self._headers_too_slow)
+        self._inner.data_received(data)
 
-    async def finish_response(
-        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
-    ) -> Any:
-        try:
-            return await super().finish_response(request, resp, start_time)
-        finally:
-            self._in_request = False
+    def eof_received(self) -> None:
+        self._inner.eof_received()  # None: the transport closes itself
 
-    def _headers_too_slow(self) -> None:
-        self._header_timer = None
-        if not self._in_request:
-            log.info("closing a connection whose request headers took over %gs", self._header_timeout)
-            self.force_close()
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
 
-    def _stop_header_timer(self) -> None:
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def stop_header_timer(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
 
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.in_request:
+            log.info("closing a connection whose request headers took over %gs", self._guard.header_timeout)
+            self._inner.force_close()
 
-class GatewayServer(web.Server):
-    """aiohttp's server, making GuardedRequestHandlers."""
 
-    def __init__(self, *args: Any, header_timeout: float, max_connections: int | None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+class ConnectionGuard:
+    """The protocol factory the listening socket uses: wraps each connection of aiohttp's
+    server (`runner.server`, set once the runner is set up) in a GuardedConnection. The first
+    middleware tells it when a request's headers are complete (`request_started`) and when the
+    request is handled (`request_finished`)."""
+
+    def __init__(self, header_timeout: float, max_connections: int | None) -> None:
         self.header_timeout = header_timeout
         self.max_connections = max_connections
+        self.protocol_factory: Callable[[], web.RequestHandler] | None = None
         self.open_connections = 0
+        self._by_protocol: dict[int, GuardedConnection] = {}  # id(aiohttp's protocol) -> its guard
 
-    def __call__(self) -> RequestHandler:
-        return GuardedRequestHandler(self, header_timeout=self.header_timeout, loop=self._loop, **self._kwargs)
+    def __call__(self) -> GuardedConnection:
+        assert self.protocol_factory is not None, "set protocol_factory to the runner's server first"
+        inner = self.protocol_factory()
+        connection = GuardedConnection(self, inner)
+        self._by_protocol[id(inner)] = connection
+        return connection
 
+    def opened(self, connection: GuardedConnection) -> None:
+        self.open_connections += 1
 
-class GatewayRunner(web.AppRunner):
-    def __init__(self, app: web.Application, settings: Settings, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self._settings = settings
+    def closed(self, connection: GuardedConnection) -> None:
+        self.open_connections -= 1
+        self._by_protocol = {key: value for key, value in self._by_protocol.items() if value is not connection}
 
-    async def _make_server(self) -> web.Server:
-        plain = await super()._make_server()  # starts the application
-        return GatewayServer(
-            plain.request_handler,
-            request_factory=plain.request_factory,
-            loop=asyncio.get_running_loop(),
-            header_timeout=self._settings.header_read_timeout,
-            max_connections=self._settings.max_connections,
-            **self._kwargs,
-        )
+    def request_started(self, request: web.BaseRequest) -> None:
+        connection = self._by_protocol.get(id(request.protocol))
+        if connection is not None:
+            connection.in_request = True
+            connection.stop_header_timer()
+
+    def request_finished(self, request: web.BaseRequest) -> None:
+        connection = self._by_protocol.get(id(request.protocol))
+        if connection is not None:
+            connection.in_request = False
 
 
 async def serve(
@@ -132,27 +135,30 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # from the start: a signal during start-up stops too
         loop.add_signal_handler(sig, stop.set)
-    runner = GatewayRunner(
+    guard = app[CONNECTIONS] = ConnectionGuard(settings.header_read_timeout, settings.max_connections)
+    runner = web.AppRunner(
         app,
-        settings,
         handler_cancellation=True,  # a client that disconnects cancels its Triton request
         keepalive_timeout=settings.keepalive_timeout,
         access_log=access_log,
         shutdown_timeout=FAREWELL_SECONDS,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.openai_port, reuse_port=reuse_port or None)
+    guard.protocol_factory = runner.server
+    listening: asyncio.Server | None = None
     try:
-        await site.start()
+        listening = await loop.create_server(guard, settings.host, settings.openai_port, reuse_port=reuse_port or None)
         if announce is not None:
             announce()
         await stop.wait()
         log.info("shutting down: no new connections; in-flight requests get %gs", settings.shutdown_timeout)
-        await site.stop()
+        listening.close()
         if runner.server is not None:
             runner.server.pre_shutdown()  # idle keep-alive connections close now
         await drain(app, settings.shutdown_timeout)
     finally:
+        if listening is not None:
+            listening.close()
         await runner.cleanup()
 
 

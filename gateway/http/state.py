@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 
 from gateway.chat.template import TokenizerStore
@@ -33,6 +34,8 @@ class GatewayState:
 
 
 STATE = web.AppKey("state", GatewayState)
+# The one HTTP client session for Triton's HTTP side (KServe forwarding, Triton's metrics).
+TRITON_HTTP = web.AppKey("triton_http", aiohttp.ClientSession)
 
 
 def state_of(request: web.Request) -> GatewayState:
