@@ -9,19 +9,12 @@ import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 
-from gateway.backends.base import (
-    BackendAdapter,
-    BackendOptions,
-    Delta,
-    EmbeddingAdapter,
-    GenerationRequest,
-    TokenizerTools,
-    TokenLogprob,
-)
+from gateway.backends.base import BackendAdapter, BackendOptions, EmbeddingAdapter
 from gateway.backends.generic import GenericTextAdapter
 from gateway.backends.trtllm import TrtllmAdapter
 from gateway.backends.vllm import VllmAdapter
 from gateway.errors import BadGateway, InvalidRequest
+from gateway.generation import Delta, GenerationRequest, TokenizerTools, TokenLogprob
 from gateway.triton.client import TritonClient, TritonErrorMessage
 from gateway.triton.flavours import Flavour
 from gateway.triton.registry import ModelInfo

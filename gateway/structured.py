@@ -14,8 +14,8 @@ from typing import Any
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 
-from gateway.backends.base import GuidedDecoding
 from gateway.errors import APIError, InvalidRequest
+from gateway.generation import GuidedDecoding
 from gateway.schema_check import PATTERN_TIMEOUT, CheckAborted, SchemaChecker, off_loop
 from gateway.schema_limits import check_schema_limits
 from schemas.requests import JsonObjectFormat, JsonSchemaFormat, ResponseFormat, TextFormat

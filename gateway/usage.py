@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.backends.base import Delta, TokenizerTools
+from gateway.generation import Delta, TokenizerTools
 from schemas.responses import Usage
 
 

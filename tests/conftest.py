@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestClient
 from tritonclient.grpc import service_pb2 as pb
 
 from gateway.app import create_app
-from gateway.backends.base import GenerationRequest
 from gateway.demo import stand_in_triton
+from gateway.generation import SAMPLING_FIELDS, GenerationRequest, Sampling
 from gateway.localtriton import LocalTriton, free_port
 from gateway.settings import Settings
 
@@ -204,9 +204,11 @@ class WordTokenizer:
 
 
 def generation_request(**overrides: Any) -> GenerationRequest:
+    """A GenerationRequest; sampling fields may be given flat (temperature=0.5)."""
+    sampling = {name: overrides.pop(name) for name in SAMPLING_FIELDS if name in overrides}
     values: dict[str, Any] = {"request_id": "r1", "prompt": "hi", "stream": True, "max_tokens": 8}
     values.update(overrides)
-    return GenerationRequest(**values)
+    return GenerationRequest(**values, sampling=Sampling(**sampling))
 
 
 def inputs_of(message: pb.ModelInferRequest) -> dict[str, tuple[str, list[int], bytes]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from itertools import pairwise
 
-from gateway.backends.base import TokenLogprob
+from gateway.generation import TokenLogprob
 
 
 def cut_at(text: str, starts: Sequence[int]) -> list[str]:

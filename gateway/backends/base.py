@@ -1,96 +1,20 @@
-"""The engine-neutral generation request and delta, and the adapter interface."""
+"""What every backend adapter shares: the adapter interface, the operator's backend options, and
+building and reading tensors in the shapes a model declares."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from tritonclient.grpc import service_pb2 as pb
 
 from gateway.errors import APIError
+from gateway.generation import Delta, GenerationRequest, TokenizerTools
 from gateway.settings import per_model
 from gateway.triton import tensors
 from gateway.triton.registry import ModelInfo
-
-
-@dataclass(slots=True)
-class GenerationRequest:
-    """One sequence to generate, whatever the API or backend."""
-
-    request_id: str
-    prompt: str
-    stream: bool
-    max_tokens: int
-    temperature: float | None = None
-    top_p: float | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    top_k: int | None = None
-    min_p: float | None = None
-    repetition_penalty: float | None = None
-    min_tokens: int | None = None
-    ignore_eos: bool | None = None
-    stop_token_ids: list[int] | None = None
-    skip_special_tokens: bool | None = None
-    include_stop_str_in_output: bool | None = None
-    logit_bias: dict[int, float] | None = None
-    guided: GuidedDecoding | None = None
-    logprobs: int | None = None  # alternatives per token; 0: the sampled token's logprob only
-    logprobs_param: str = "logprobs"  # the request field that set `logprobs`, named when it is refused
-    sampled_in_top: bool = False  # the API lists the sampled token among the alternatives (completions)
-    cumulative_logprob: bool = False  # the sequence's total logprob (to rank best_of candidates)
-    images: list[bytes] | None = None  # base64, in the order the prompt's placeholders name them
-    lora_name: str | None = None  # a LoRA adapter of the model
-    lora_path: str | None = None  # where its files are, as the gateway sees them
-
-
-@dataclass(frozen=True, slots=True)
-class GuidedDecoding:
-    """A constraint on the output: any JSON object, or JSON matching `schema`."""
-
-    kind: Literal["json_object", "json_schema"]
-    schema: dict[str, Any] | None = None
-    param: str = "response_format"  # the request field that asked for it
-
-
-@dataclass(frozen=True, slots=True)
-class TokenLogprob:
-    """One generated token: its text, logprob, and the most likely alternatives (best first)."""
-
-    token: str
-    logprob: float
-    top: tuple[tuple[str, float], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    """A function call the model made: its index among the choice's calls, id, name, and
-    arguments as a JSON string."""
-
-    index: int
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass(slots=True)
-class Delta:
-    """What one Triton response adds. `finish_reason` is set on the last delta only and
-    is already an OpenAI value. Token counts are None when the model does not report them;
-    `completion_tokens` counts the tokens of this delta."""
-
-    text: str
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    logprobs: list[TokenLogprob] | None = None
-    cumulative_logprob: float | None = None
-    tool_calls: list[ToolCall] | None = None
-
 
 STRUCTURED_OUTPUTS_KEYS = ("structured_outputs", "guided_decoding")
 
@@ -107,38 +31,6 @@ class BackendOptions:
 
     def structured_outputs_key(self, model: str) -> str:
         return per_model(self.structured_outputs_keys, model) or "structured_outputs"
-
-
-class TokenizerTools(Protocol):
-    """What adapters and usage need of a model's tokenizer."""
-
-    def count_tokens(self, text: str) -> int: ...
-
-    def prompt_tokens(self, text: str) -> int:
-        """The tokens the model's backend makes of the text input `text`."""
-        ...
-
-    def vocab_size(self) -> int: ...
-
-    def decode(self, token_ids: list[int]) -> str: ...
-
-    def text_input(self, prompt: str) -> str:
-        """A rendered chat prompt as the model's text input (no BOS text that the backend's
-        own tokenization would add once more)."""
-        ...
-
-    def decode_prompt(self, token_ids: list[int]) -> str:
-        """A token-id prompt as the model's text input."""
-        ...
-
-    def round_trip(self, text: str) -> str:
-        """`text` encoded and decoded again, special tokens dropped (as a backend that
-        echoes the prompt through its detokenizer would show it)."""
-        ...
-
-    def token_pieces(self, text: str) -> list[str]:
-        """`text` cut where its tokens start: one piece per token, joined they are `text`."""
-        ...
 
 
 class ResponseReader(Protocol):

@@ -14,32 +14,18 @@ from __future__ import annotations
 
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import (
-    BackendOptions,
-    GenerationRequest,
-    RequestBuilder,
-    TokenizerTools,
-)
+from gateway.backends.base import BackendOptions, RequestBuilder
 from gateway.backends.errors import generic_backend_error, translate_triton_error
 from gateway.backends.trtllm import TrtllmResponseReader
 from gateway.errors import APIError, InvalidRequest
+from gateway.generation import GenerationRequest, TokenizerTools
 from gateway.triton.registry import ModelInfo
 
-# GenerationRequest field -> the input a plain text model may declare for it.
-_OPTIONAL_INPUTS = {
-    "max_tokens": "max_tokens",
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "top_k": "top_k",
-    "seed": "seed",
-}
+# Sampling field -> the input a plain text model may declare for it (the others are not sent).
+_SAMPLING_INPUTS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed"}
 # What only the model could do, and the request field that asks for it.
-_NEEDS_THE_MODEL = {
-    "logit_bias": "logit_bias",
-    "stop_token_ids": "stop_token_ids",
-    "images": "messages",
-    "lora_name": "model",
-}
+_NEEDS_THE_MODEL = {"images": "messages", "lora_name": "model"}
+_SAMPLING_NEEDS_THE_MODEL = ("logit_bias", "stop_token_ids")
 
 
 class GenericTextAdapter:
@@ -55,9 +41,10 @@ class GenericTextAdapter:
         if self.model.accepts("stream"):
             # A model that is not decoupled answers once: it cannot stream, the gateway still can.
             builder.add_bool("stream", request.stream and self.model.decoupled)
-        for field, name in _OPTIONAL_INPUTS.items():
-            value = getattr(request, field)
-            if value is not None and self.model.accepts(name):
+        values = {"max_tokens": request.max_tokens, **request.sampling.given()}
+        for field, value in values.items():
+            name = "max_tokens" if field == "max_tokens" else _SAMPLING_INPUTS.get(field)
+            if name is not None and self.model.accepts(name):
                 datatype = self.model.inputs[name].datatype
                 builder.add_number(name, datatype, value if datatype.startswith("FP") else int(value))
         return builder.message
@@ -69,7 +56,10 @@ class GenericTextAdapter:
             raise self._refusal("logprobs" if request.logprobs is not None else "best_of", "logprobs")
         for field, param in _NEEDS_THE_MODEL.items():
             if getattr(request, field):
-                raise self._refusal(param, field.replace("_name", " adapters").replace("_", " "))
+                raise self._refusal(param, field.replace("_name", " adapters"))
+        for field in _SAMPLING_NEEDS_THE_MODEL:
+            if getattr(request.sampling, field):
+                raise self._refusal(field, field.replace("_", " "))
 
     def _refusal(self, param: str, what: str) -> InvalidRequest:
         return InvalidRequest(

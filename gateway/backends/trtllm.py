@@ -16,24 +16,17 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 
 from gateway.backends.alignment import LogprobAligner
-from gateway.backends.base import (
-    BackendOptions,
-    Delta,
-    GenerationRequest,
-    GuidedDecoding,
-    RequestBuilder,
-    TokenizerTools,
-    output_indices,
-    token_counts,
-)
+from gateway.backends.base import BackendOptions, RequestBuilder, output_indices, token_counts
 from gateway.backends.errors import generic_backend_error, translate_triton_error
 from gateway.backends.text import CumulativeText, DeltaText, StopStringFilter, cut_at_stop
 from gateway.errors import APIError, BackendError, InvalidRequest
+from gateway.generation import Delta, GenerationRequest, GuidedDecoding, Sampling, TokenizerTools
 from gateway.triton import tensors
 from gateway.triton.flavours import Flavour
 from gateway.triton.registry import ModelInfo
@@ -55,6 +48,7 @@ _PIPELINE_INPUTS: dict[str, tuple[str, ...]] = {
     "min_p": ("min_p",),
     "ignore_eos": (),
     "skip_special_tokens": (),
+    "include_stop_str_in_output": (),  # the gateway applies stop strings on these models
     "guided": ("guided_decoding_guide_type",),
     "lora": ("lora_task_id",),
 }
@@ -78,6 +72,13 @@ _LLM_API_INPUTS: dict[str, tuple[str, ...]] = {
     "guided": (),
     "lora": (),
 }
+# Sampling fields no TensorRT-LLM model can take, and why; and those the gateway applies itself
+# where the model has no input for them.
+_REFUSED = {
+    "stop_token_ids": "token-id stop conditions",
+    "logit_bias": "logit_bias (TensorRT-LLM biases words, not token ids)",
+}
+_APPLIED_BY_THE_GATEWAY = frozenset({"include_stop_str_in_output"})
 _LLM_API_FINISH_REASONS = {"stop": "stop", "length": "length"}
 _ENSEMBLE_PREFIX = re.compile(r"^(in ensemble '[^']*', )+")
 _TRACEBACK = "Traceback (most recent call last)"
@@ -107,27 +108,7 @@ class TrtllmAdapter:
         stream_input = self._names["stream"]
         if stream_input is not None:
             builder.add_bool(stream_input, request.stream)
-        temperature, top_k, top_p = self._sampling(request)
-        self._add_number(builder, "temperature", temperature)
-        self._add_number(builder, "top_k", top_k)
-        self._add_number(builder, "top_p", top_p)
-        self._add_number(builder, "presence_penalty", request.presence_penalty)
-        self._add_number(builder, "frequency_penalty", request.frequency_penalty)
-        if request.seed is not None and request.seed < 0:
-            raise InvalidRequest("seed must be non-negative for TensorRT-LLM models.", param="seed")
-        self._add_number(builder, "seed", request.seed)
-        self._add_number(builder, "repetition_penalty", request.repetition_penalty)
-        self._add_number(builder, "min_tokens", request.min_tokens)
-        self._add_number(builder, "min_p", request.min_p)
-        for field in ("ignore_eos", "skip_special_tokens"):
-            value = getattr(request, field)
-            if value is not None:
-                builder.add_bool(self._require(field), value)
-        if self._llm_api and request.include_stop_str_in_output is not None:
-            # The LLM API applies stop strings itself; elsewhere the gateway does.
-            builder.add_bool(self._require("include_stop_str_in_output"), request.include_stop_str_in_output)
-        if request.stop_token_ids:
-            raise self._refusal("stop_token_ids", "token-id stop conditions")
+        self._add_sampling(builder, request.sampling)
         if request.images:
             raise self._refusal("messages", "images")
         if request.lora_name is not None:
@@ -135,8 +116,6 @@ class TrtllmAdapter:
         if request.logprobs is not None or request.cumulative_logprob:
             self._check_log_probs(request)
             builder.add_bool("return_log_probs", True)
-        if request.logit_bias:
-            raise self._refusal("logit_bias", "logit_bias (TensorRT-LLM biases words, not token ids)")
         if request.guided is not None:
             self._add_guide(builder, request.guided)
         stop_input = self._names["stop"]
@@ -148,20 +127,36 @@ class TrtllmAdapter:
         builder.add_bool_if_declared("return_finish_reason", True)
         return builder.message
 
-    def _sampling(self, request: GenerationRequest) -> tuple[float | None, int | None, float | None]:
+    def _add_sampling(self, builder: RequestBuilder, sampling: Sampling) -> None:
+        """Every sampling field that is set, through the layout's name table, in the declared
+        datatype; a field the model has no input for is a 400 naming it."""
+        if sampling.seed is not None and sampling.seed < 0:
+            raise InvalidRequest("seed must be non-negative for TensorRT-LLM models.", param="seed")
+        for field, value in self._with_openai_defaults(sampling.given()).items():
+            if field in _REFUSED:
+                raise self._refusal(field, _REFUSED[field])
+            if field in _APPLIED_BY_THE_GATEWAY and self._names[field] is None:
+                continue
+            if isinstance(value, bool):
+                builder.add_bool(self._require(field), value)
+            else:
+                self._add_number(builder, field, value)
+
+    def _with_openai_defaults(self, values: dict[str, Any]) -> dict[str, Any]:
         """temperature, top_k and top_p as TensorRT-LLM should get them. Greedy (temperature
         0) is top_k 1. Otherwise OpenAI samples (temperature 1, top_p 1 by default), but
         TensorRT-LLM decodes greedily when temperature, top_k and top_p are all unset, and a
         temperature alone was not seen to make it sample: OpenAI's defaults are sent outright
         wherever the model declares the inputs."""
-        temperature, top_k, top_p = request.temperature, request.top_k, request.top_p
-        if temperature == 0.0 and self._names["top_k"] is not None:
-            return None, 1, top_p
-        if temperature is None and self._names["temperature"] is not None:
-            temperature = 1.0
-        if top_k is None and top_p is None and self._names["top_p"] is not None:
-            top_p = 1.0
-        return temperature, top_k, top_p
+        if values.get("temperature") == 0.0 and self._names["top_k"] is not None:
+            del values["temperature"]
+            values["top_k"] = 1
+            return values
+        if "temperature" not in values and self._names["temperature"] is not None:
+            values["temperature"] = 1.0
+        if "top_k" not in values and "top_p" not in values and self._names["top_p"] is not None:
+            values["top_p"] = 1.0
+        return values
 
     def _require(self, field: str) -> str:
         name = self._names[field]
@@ -343,7 +338,7 @@ class TrtllmResponseReader:
         self._max_tokens = request.max_tokens if honours_max_tokens else None
         self._stream = request.stream
         self._stops = list(request.stop)
-        self._keep_stop = bool(request.include_stop_str_in_output)
+        self._keep_stop = bool(request.sampling.include_stop_str_in_output)
         self._filter = StopStringFilter(self._stops, self._keep_stop) if request.stream and self._stops else None
         self._text: CumulativeText | DeltaText = CumulativeText() if cumulative else DeltaText()
         self._cumulative = cumulative

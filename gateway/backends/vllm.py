@@ -13,17 +13,7 @@ from typing import Any
 import msgspec
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import (
-    BackendOptions,
-    Delta,
-    GenerationRequest,
-    GuidedDecoding,
-    RequestBuilder,
-    TokenizerTools,
-    TokenLogprob,
-    output_indices,
-    token_counts,
-)
+from gateway.backends.base import BackendOptions, RequestBuilder, output_indices, token_counts
 from gateway.backends.errors import (
     generic_backend_error,
     parameter_refusal,
@@ -31,6 +21,7 @@ from gateway.backends.errors import (
     translate_triton_error,
 )
 from gateway.errors import APIError, BackendError, BadGateway, InvalidRequest
+from gateway.generation import SAMPLING_FIELDS, Delta, GenerationRequest, GuidedDecoding, TokenizerTools, TokenLogprob
 from gateway.triton import tensors
 from gateway.triton.registry import ModelInfo
 
@@ -44,31 +35,10 @@ _FINISH_REASONS = {"stop": "stop", "length": "length", "repetition": "stop"}
 _FAILED_FINISH_REASONS = {"abort", "error"}
 
 
-class VllmSamplingParameters(msgspec.Struct, omit_defaults=True):
-    """The `sampling_parameters` JSON. Unset fields are left out: the backend would
-    coerce a null with int(None) and fail."""
-
-    max_tokens: int
-    temperature: float | None = None
-    top_p: float | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    seed: int | None = None
-    stop: list[str] | None = None
-    top_k: int | None = None
-    min_p: float | None = None
-    repetition_penalty: float | None = None
-    min_tokens: int | None = None
-    ignore_eos: bool | None = None
-    stop_token_ids: list[int] | None = None
-    skip_special_tokens: bool | None = None
-    include_stop_str_in_output: bool | None = None
-    logit_bias: dict[int, float] | None = None
-    logprobs: int | None = None
-    lora_name: str | None = None
-    # Guided decoding: a JSON *string* of {"json": schema} or {"json_object": true}.
-    structured_outputs: str | None = None
-    guided_decoding: str | None = None
+# Sampling field -> its key in the backend's `sampling_parameters` JSON (vLLM's SamplingParams
+# uses the API's names). Unset fields are left out: the backend would coerce a null with
+# int(None) and fail.
+_SAMPLING_KEYS = {name: name for name in SAMPLING_FIELDS}
 
 
 _PARAMETERS_ENCODER = msgspec.json.Encoder()
@@ -88,7 +58,7 @@ class VllmAdapter:
         self._guided_key = options.structured_outputs_key(model.name)
 
     def build_request(self, request: GenerationRequest) -> pb.ModelInferRequest:
-        if request.logit_bias:
+        if request.sampling.logit_bias:
             # The backend coerces sampling-parameter values but not keys: a JSON object's keys
             # reach vLLM as strings, where it needs token ids, and vLLM fails with a TypeError
             # (vLLM 0.32: an error with no message). Nothing the gateway sends can fix that.
@@ -101,28 +71,18 @@ class VllmAdapter:
         builder = RequestBuilder(self.model, request.request_id)
         builder.add_bytes("text_input", request.prompt.encode("utf-8"))
         builder.add_bool_if_declared("stream", request.stream)
-        parameters = VllmSamplingParameters(
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            presence_penalty=request.presence_penalty,
-            frequency_penalty=request.frequency_penalty,
-            seed=request.seed,
-            stop=request.stop or None,
-            top_k=request.top_k,
-            min_p=request.min_p,
-            repetition_penalty=request.repetition_penalty,
-            min_tokens=request.min_tokens,
-            ignore_eos=request.ignore_eos,
-            stop_token_ids=request.stop_token_ids,
-            skip_special_tokens=request.skip_special_tokens,
-            include_stop_str_in_output=request.include_stop_str_in_output,
-            logit_bias=request.logit_bias,
-            logprobs=request.logprobs if request.logprobs is not None else (0 if request.cumulative_logprob else None),
-            lora_name=request.lora_name,
-        )
+        parameters: dict[str, Any] = {"max_tokens": request.max_tokens}
+        parameters.update((_SAMPLING_KEYS[name], value) for name, value in request.sampling.given().items())
+        if request.stop:
+            parameters["stop"] = request.stop
+        logprobs = request.logprobs if request.logprobs is not None else (0 if request.cumulative_logprob else None)
+        if logprobs is not None:
+            parameters["logprobs"] = logprobs
+        if request.lora_name is not None:
+            parameters["lora_name"] = request.lora_name
         if request.guided is not None:
-            setattr(parameters, self._guided_key, guided_decoding_value(request.guided))
+            # Guided decoding: a JSON *string* of {"json": schema} or {"json_object": true}.
+            parameters[self._guided_key] = guided_decoding_value(request.guided)
         builder.add_bytes("sampling_parameters", _PARAMETERS_ENCODER.encode(parameters))
         if request.images:
             if not self.model.accepts("image"):

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.backends.alignment import cut_at
-from gateway.backends.base import TokenizerTools
 from gateway.chat.integrity import ControlTokens
 from gateway.errors import APIError, InvalidRequest
+from gateway.generation import TokenizerTools
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from gateway.backends.base import Delta
 from gateway.chat.integrity import check_template_inputs, check_template_variables
 from gateway.engine import Generation
 from gateway.errors import InvalidRequest
+from gateway.generation import Delta
 from gateway.http.body import decode_body
 from gateway.http.choices import plan_choices
 from gateway.http.logprobs import chat_logprobs

@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from gateway.backends.base import GenerationRequest, TokenizerTools
 from gateway.engine import Generation
 from gateway.errors import InvalidRequest
+from gateway.generation import GenerationRequest, TokenizerTools
 from gateway.usage import UsageTracker
 from schemas.responses import Usage
 
@@ -53,11 +53,12 @@ def plan_choices(base: GenerationRequest, prompts: list[str], n: int) -> list[Ch
     for prompt_index, prompt in enumerate(prompts):
         for copy in range(n):
             index = prompt_index * n + copy
+            seed = base.sampling.seed
             request = dataclasses.replace(
                 base,
                 request_id=f"{base.request_id}-{index}",
                 prompt=prompt,
-                seed=None if base.seed is None else base.seed + copy,
+                sampling=dataclasses.replace(base.sampling, seed=None if seed is None else seed + copy),
             )
             choices.append(Choice(index, prompt_index, request))
     return choices

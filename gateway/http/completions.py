@@ -8,9 +8,9 @@ import uuid
 import msgspec
 from aiohttp import web
 
-from gateway.backends.base import Delta, TokenizerTools
 from gateway.engine import Generation
 from gateway.errors import BadGateway, InvalidRequest
+from gateway.generation import Delta, TokenizerTools
 from gateway.http.body import decode_body
 from gateway.http.choices import Choice, plan_choices
 from gateway.http.logprobs import completion_logprobs

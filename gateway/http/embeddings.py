@@ -9,8 +9,8 @@ import struct
 import msgspec
 from aiohttp import web
 
-from gateway.backends.base import TokenizerTools
 from gateway.errors import InvalidRequest
+from gateway.generation import TokenizerTools
 from gateway.http.body import decode_body
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID, within_deadline
 from gateway.http.resolve import resolve_target

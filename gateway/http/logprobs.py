@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.backends.base import TokenLogprob
+from gateway.generation import TokenLogprob
 from schemas.responses import ChatLogprobs, ChatTokenLogprob, CompletionLogprobs, TopLogprob
 
 

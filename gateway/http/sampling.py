@@ -4,9 +4,10 @@ gateway cannot honour yet are refused by name instead of being dropped."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
-from gateway.backends.base import GenerationRequest, GuidedDecoding, TokenizerTools
 from gateway.errors import InvalidRequest
+from gateway.generation import SAMPLING_FIELDS, GenerationRequest, GuidedDecoding, Sampling, TokenizerTools
 from schemas.requests import SamplingFields
 
 
@@ -104,25 +105,19 @@ def generation_request(
     guided: GuidedDecoding | None = None,
     vocab_size: int | None = None,
 ) -> GenerationRequest:
+    sampling = Sampling(**{name: getattr(body, name) for name in SAMPLING_FIELDS})  # the API's names
+    sampling = dataclasses.replace(
+        sampling,
+        min_tokens=checked_min_tokens(body.min_tokens, max_tokens),
+        stop_token_ids=checked_stop_token_ids(body.stop_token_ids, vocab_size),
+        logit_bias=token_bias(body.logit_bias, vocab_size),
+    )
     return GenerationRequest(
         request_id=request_id,
         prompt=prompt,
         stream=body.stream,
         max_tokens=max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        presence_penalty=body.presence_penalty,
-        frequency_penalty=body.frequency_penalty,
-        seed=body.seed,
+        sampling=sampling,
         stop=stop_strings(body.stop),
-        top_k=body.top_k,
-        min_p=body.min_p,
-        repetition_penalty=body.repetition_penalty,
-        min_tokens=checked_min_tokens(body.min_tokens, max_tokens),
-        ignore_eos=body.ignore_eos,
-        stop_token_ids=checked_stop_token_ids(body.stop_token_ids, vocab_size),
-        skip_special_tokens=body.skip_special_tokens,
-        include_stop_str_in_output=body.include_stop_str_in_output,
-        logit_bias=token_bias(body.logit_bias, vocab_size),
         guided=guided,
     )

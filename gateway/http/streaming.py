@@ -11,9 +11,9 @@ from typing import Protocol
 
 from aiohttp import web
 
-from gateway.backends.base import Delta, TokenizerTools
 from gateway.engine import Generation
 from gateway.errors import APIError, BadGateway, GatewayTimeout, ShuttingDown
+from gateway.generation import Delta, TokenizerTools
 from gateway.http.choices import Choice, total_usage
 from gateway.http.middleware import DEADLINE, MODEL_NAME, STARTED, cancelled_by_shutdown, within_deadline
 from gateway.http.stall import StallWatch

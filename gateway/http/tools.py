@@ -9,9 +9,9 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.backends.base import Delta, GuidedDecoding, ToolCall
 from gateway.chat.tools import FORMATS, REQUIRED_FORMAT, ToolCallOverflow, ToolCallParser, ToolFormat, named_format
 from gateway.errors import InvalidRequest
+from gateway.generation import Delta, GuidedDecoding, ToolCall
 from gateway.schema_check import off_loop
 from gateway.schema_limits import MAX_TOOL_SCHEMA_NODES, too_complex
 from gateway.structured import check_schema

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from gateway.backends.base import Delta
+from gateway.generation import Delta
 from gateway.http.chat import ChatStreamFormatter
 
 

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from gateway.backends.alignment import LogprobAligner, cut_at, pair_tokens
-from gateway.backends.base import TokenLogprob
 from gateway.chat.template import ModelTokenizer
+from gateway.generation import TokenLogprob
 from tests.conftest import TOKENIZER_DIR
 
 

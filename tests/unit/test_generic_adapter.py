@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.backends.base import BackendOptions, GuidedDecoding
+from gateway.backends.base import BackendOptions
 from gateway.backends.generic import GenericTextAdapter
 from gateway.errors import InvalidRequest
+from gateway.generation import GuidedDecoding
 from gateway.triton.flavours import Flavour
 from gateway.triton.registry import ModelInfo, TensorSpec
 from tests.conftest import generation_request, inputs_of

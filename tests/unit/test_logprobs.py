@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import json
 
-from gateway.backends.base import TokenLogprob
 from gateway.backends.vllm import parse_logprobs
+from gateway.generation import TokenLogprob
 from gateway.http.logprobs import chat_logprobs, completion_logprobs
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import json
 
-from gateway.backends.base import Delta
 from gateway.errors import BackendError
+from gateway.generation import Delta
 from gateway.http.chat import ChatStreamFormatter
 from gateway.http.completions import CompletionStreamFormatter
 from gateway.sse import ChunkFramer, error_frame

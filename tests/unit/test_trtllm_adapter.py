@@ -3,9 +3,10 @@ from __future__ import annotations
 import pytest
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import BackendOptions, GuidedDecoding, TokenLogprob
+from gateway.backends.base import BackendOptions
 from gateway.backends.trtllm import TrtllmAdapter
 from gateway.errors import BackendError, InvalidRequest, NotFound
+from gateway.generation import GuidedDecoding, TokenLogprob
 from gateway.triton import tensors
 from gateway.triton.flavours import Flavour
 from gateway.triton.registry import ModelInfo, TensorSpec

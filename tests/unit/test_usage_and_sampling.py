@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.backends.base import Delta
 from gateway.errors import InvalidRequest
+from gateway.generation import Delta
 from gateway.http.sampling import check_common, generation_request, stop_strings
 from gateway.usage import UsageTracker
 from schemas.requests import CompletionRequest, StreamOptions
@@ -34,7 +34,8 @@ def test_stop_strings() -> None:
 def test_generation_request_takes_the_sampling_fields() -> None:
     body = CompletionRequest(model="m", prompt="p", temperature=0.2, top_p=0.9, seed=4, stop="s", stream=True)
     generation = generation_request(body, request_id="id", prompt="p", max_tokens=7)
-    assert (generation.temperature, generation.top_p, generation.seed, generation.stop) == (0.2, 0.9, 4, ["s"])
+    sampling = generation.sampling
+    assert (sampling.temperature, sampling.top_p, sampling.seed, generation.stop) == (0.2, 0.9, 4, ["s"])
     assert generation.stream and generation.max_tokens == 7 and generation.request_id == "id"
 
 
@@ -42,3 +43,14 @@ def test_stream_options_need_stream() -> None:
     with pytest.raises(InvalidRequest) as caught:
         check_common(CompletionRequest(model="m", prompt="p", stream_options=StreamOptions(include_usage=True)))
     assert caught.value.param == "stream_options"
+
+
+def test_the_sampling_vocabulary_is_the_apis() -> None:
+    """Each Sampling field is the request field of that name; the backends' tables cover them."""
+    from gateway.backends import trtllm, vllm
+    from gateway.generation import SAMPLING_FIELDS
+
+    assert set(SAMPLING_FIELDS) <= set(CompletionRequest.__struct_fields__)
+    assert set(vllm._SAMPLING_KEYS) == set(SAMPLING_FIELDS)
+    for table in (trtllm._PIPELINE_INPUTS, trtllm._LLM_API_INPUTS):
+        assert set(SAMPLING_FIELDS) - set(trtllm._REFUSED) <= set(table)

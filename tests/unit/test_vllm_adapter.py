@@ -5,9 +5,10 @@ import json
 import pytest
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import BackendOptions, GuidedDecoding
+from gateway.backends.base import BackendOptions
 from gateway.backends.vllm import VllmAdapter
 from gateway.errors import BackendError, BackendUnavailable, InvalidRequest, NotFound
+from gateway.generation import GuidedDecoding
 from gateway.triton import tensors
 from gateway.triton.flavours import Flavour
 from gateway.triton.registry import ModelInfo, TensorSpec

@@ -3,8 +3,8 @@ a ToolFormat saying how its calls are marked and laid out."""
 
 from __future__ import annotations
 
-from gateway.backends.base import ToolCall
 from gateway.chat.tools.parser import ToolCallOverflow, ToolCallParser, ToolFormat
+from gateway.generation import ToolCall
 
 FORMATS: dict[str, ToolFormat] = {
     # Llama 3.x: the whole reply is calls, `{"name", "parameters"}` objects separated by ";",

@@ -15,7 +15,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gateway.backends.base import ToolCall
+from gateway.generation import ToolCall
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
 
