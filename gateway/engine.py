@@ -7,14 +7,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass
 
 from gateway.backends.base import BackendAdapter, BackendOptions, EmbeddingAdapter
 from gateway.backends.generic import GenericTextAdapter
 from gateway.backends.trtllm import TrtllmAdapter
 from gateway.backends.vllm import VllmAdapter
 from gateway.errors import BadGateway, InvalidRequest
-from gateway.generation import Delta, GenerationRequest, TokenizerTools, TokenLogprob
+from gateway.generation import Delta, GenerationRequest, TokenizerTools
 from gateway.triton.client import TritonClient, TritonErrorMessage
 from gateway.triton.flavours import Flavour
 from gateway.triton.registry import ModelInfo
@@ -30,18 +29,6 @@ ADAPTERS: Mapping[Flavour, AdapterFactory] = {
     Flavour.TRTLLM_LLMAPI: TrtllmAdapter,
     Flavour.GENERIC: GenericTextAdapter,
 }
-
-
-@dataclass(slots=True)
-class Generation:
-    """The outcome of a whole (non-streamed) request."""
-
-    text: str
-    finish_reason: str
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    logprobs: list[TokenLogprob] | None = None
-    cumulative_logprob: float | None = None
 
 
 class Engine:
@@ -156,37 +143,3 @@ class Engine:
             for task in pumps:
                 task.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
-
-    async def generate_many(
-        self, model: ModelInfo, requests: list[GenerationRequest], tokenizer: TokenizerTools | None = None
-    ) -> list[Generation]:
-        """Run several requests side by side to their ends; one failure cancels the others."""
-        if len(requests) == 1:
-            return [await self.generate(model, requests[0], tokenizer)]
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self.generate(model, request, tokenizer)) for request in requests]
-        except ExceptionGroup as failures:
-            raise failures.exceptions[0] from None  # the first failure stands for the request
-        return [task.result() for task in tasks]
-
-    async def generate(
-        self, model: ModelInfo, request: GenerationRequest, tokenizer: TokenizerTools | None = None
-    ) -> Generation:
-        """Run a request to its end and join its deltas."""
-        parts: list[str] = []
-        result = Generation("", "stop", None, None)
-        async for delta in self.stream(model, request, tokenizer):
-            parts.append(delta.text)
-            if delta.prompt_tokens is not None:
-                result.prompt_tokens = delta.prompt_tokens
-            if delta.completion_tokens is not None:
-                result.completion_tokens = (result.completion_tokens or 0) + delta.completion_tokens
-            if delta.logprobs is not None:
-                result.logprobs = (result.logprobs or []) + delta.logprobs
-            if delta.cumulative_logprob is not None:
-                result.cumulative_logprob = delta.cumulative_logprob
-            if delta.finish_reason is not None:
-                result.finish_reason = delta.finish_reason
-        result.text = "".join(parts)
-        return result

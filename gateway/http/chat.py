@@ -14,18 +14,17 @@ import msgspec
 from aiohttp import web
 
 from gateway.chat.integrity import check_template_inputs, check_template_variables
-from gateway.engine import Generation
 from gateway.errors import InvalidRequest
 from gateway.generation import Delta
 from gateway.http.body import decode_body
-from gateway.http.choices import plan_choices
-from gateway.http.logprobs import chat_logprobs
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID
 from gateway.http.resolve import resolve_target
-from gateway.http.sampling import check_common, check_room, generation_request, unsupported
 from gateway.http.state import GatewayState, state_of
-from gateway.http.streaming import generate_choices, serve_stream
-from gateway.http.tools import ToolPlan, apply_to_text, plan_tools_off_loop, with_tool_calls
+from gateway.http.streaming import generate_choices, serve_stream, stream_choices
+from gateway.openai.choices import Choice, plan_choices
+from gateway.openai.logprobs import chat_logprobs
+from gateway.openai.sampling import check_common, check_room, generation_request, unsupported
+from gateway.openai.tools import ToolPlan, plan_tools_off_loop
 from gateway.settings import per_model
 from gateway.sse import ChunkFramer, frame
 from gateway.structured import StructuredOutput
@@ -224,44 +223,37 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     generation.images = image_data
     generation.lora_name, generation.lora_path = target.adapter, target.adapter_path
     choices = plan_choices(generation, [prompt], body.n)
-    requests = [choice.request for choice in choices]
 
+    stages = [tools.stage]
     if body.stream:
-        deltas = state.engine.stream_many(model, requests, tokenizer)
-        if tools.fmt is not None:
-            deltas = with_tool_calls(deltas, tools, len(choices))
         return await serve_stream(
             request,
             choices,
-            deltas,
+            stream_choices(request, choices, model, tokenizer, stages),
             ChatStreamFormatter(request_id, created, body.model),
             tokenizer=tokenizer,
             options=body.stream_options,
             structured=structured,
         )
 
-    results, usage = await generate_choices(request, choices, model, tokenizer, structured)
+    usage = await generate_choices(request, choices, model, tokenizer, structured, stages)
     completion = ChatCompletion(
         id=request_id,
         created=created,
         model=body.model,
-        choices=[_chat_choice(choice.index, result, tools) for choice, result in zip(choices, results, strict=True)],
+        choices=[_chat_choice(choice) for choice in choices],
         usage=usage,
     )
     return web.Response(body=_ENCODER.encode(completion), content_type="application/json")
 
 
-def _chat_choice(index: int, result: Generation, tools: ToolPlan) -> ChatChoice:
-    content, calls, overflowed = apply_to_text(tools, result.text)
-    finish_reason = result.finish_reason
-    if overflowed:
-        finish_reason = "length"
-    elif calls and finish_reason == "stop":
-        finish_reason = "tool_calls"
+def _chat_choice(choice: Choice) -> ChatChoice:
+    calls = choice.tool_calls
+    content = choice.text
     message = AssistantMessage(
         role="assistant",
         content=content if content.strip() or not calls else None,
         tool_calls=[ToolCallMessage(call.id, FunctionCall(call.name, call.arguments)) for call in calls] or None,
     )
-    logprobs = chat_logprobs(result.logprobs) if result.logprobs is not None else None
-    return ChatChoice(index, message, finish_reason, logprobs)
+    logprobs = chat_logprobs(choice.logprobs) if choice.logprobs is not None else None
+    return ChatChoice(choice.index, message, choice.finish_reason or "stop", logprobs)

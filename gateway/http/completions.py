@@ -8,17 +8,16 @@ import uuid
 import msgspec
 from aiohttp import web
 
-from gateway.engine import Generation
 from gateway.errors import BadGateway, InvalidRequest
 from gateway.generation import Delta, TokenizerTools
 from gateway.http.body import decode_body
-from gateway.http.choices import Choice, plan_choices
-from gateway.http.logprobs import completion_logprobs
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID
 from gateway.http.resolve import resolve_target
-from gateway.http.sampling import check_common, check_room, generation_request, unsupported
 from gateway.http.state import state_of
-from gateway.http.streaming import generate_choices, serve_stream
+from gateway.http.streaming import generate_choices, serve_stream, stream_choices
+from gateway.openai.choices import Choice, plan_choices
+from gateway.openai.logprobs import completion_logprobs
+from gateway.openai.sampling import check_common, check_room, generation_request, unsupported
 from gateway.sse import ChunkFramer, frame
 from gateway.structured import StructuredOutput
 from schemas.requests import CompletionRequest
@@ -126,47 +125,44 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     generation.cumulative_logprob = best_of > body.n
     generation.lora_name, generation.lora_path = target.adapter, target.adapter_path
     choices = plan_choices(generation, prompts, best_of)
-    requests = [choice.request for choice in choices]
 
     if body.stream:
         echoes = [choice.request.prompt for choice in choices] if body.echo else None
         return await serve_stream(
             request,
             choices,
-            state.engine.stream_many(model, requests, tokenizer),
+            stream_choices(request, choices, model, tokenizer),
             CompletionStreamFormatter(request_id, created, body.model, echoes),
             tokenizer=tokenizer,
             options=body.stream_options,
             structured=structured,
         )
 
-    # Every best_of candidate was generated, so each one counts in the usage.
-    results, usage = await generate_choices(request, choices, model, tokenizer, structured)
-    candidates = list(zip(choices, results, strict=True))
-    shown = best_candidates(candidates, body.n) if best_of > body.n else candidates
+    usage = await generate_choices(request, choices, model, tokenizer, structured)
+    shown = best_candidates(choices, body.n) if best_of > body.n else choices
     completion = Completion(
         id=request_id,
         created=created,
         model=body.model,
-        choices=[_completion_choice(index, choice, result, body.echo) for index, (choice, result) in enumerate(shown)],
-        usage=usage,  # every candidate was generated, so every one counts
+        choices=[_completion_choice(index, choice, body.echo) for index, choice in enumerate(shown)],
+        usage=usage,  # every best_of candidate was generated, so every one counts
     )
     return web.Response(body=_ENCODER.encode(completion), content_type="application/json")
 
 
-def best_candidates(candidates: list[tuple[Choice, Generation]], n: int) -> list[tuple[Choice, Generation]]:
+def best_candidates(candidates: list[Choice], n: int) -> list[Choice]:
     """The n candidates of each prompt with the highest cumulative logprob, prompt by prompt."""
     kept = []
-    for prompt_index in sorted({choice.prompt_index for choice, _ in candidates}):
-        group = [(choice, result) for choice, result in candidates if choice.prompt_index == prompt_index]
-        if any(result.cumulative_logprob is None for _, result in group):
+    for prompt_index in sorted({choice.prompt_index for choice in candidates}):
+        group = [choice for choice in candidates if choice.prompt_index == prompt_index]
+        if any(choice.cumulative_logprob is None for choice in group):
             raise BadGateway("The model did not report the cumulative logprobs best_of needs.")
-        group.sort(key=lambda pair: pair[1].cumulative_logprob or 0.0, reverse=True)
+        group.sort(key=lambda choice: choice.cumulative_logprob or 0.0, reverse=True)
         kept += group[:n]
     return kept
 
 
-def _completion_choice(index: int, choice: Choice, result: Generation, echo: bool) -> CompletionChoice:
+def _completion_choice(index: int, choice: Choice, echo: bool) -> CompletionChoice:
     echoed = choice.request.prompt if echo else ""
-    logprobs = completion_logprobs(result.logprobs, len(echoed)) if result.logprobs is not None else None
-    return CompletionChoice(index, echoed + result.text, result.finish_reason, logprobs)
+    logprobs = completion_logprobs(choice.logprobs, len(echoed)) if choice.logprobs is not None else None
+    return CompletionChoice(index, echoed + choice.text, choice.finish_reason or "stop", logprobs)

@@ -6,19 +6,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
 from aiohttp import web
 
-from gateway.engine import Generation
 from gateway.errors import APIError, BadGateway, GatewayTimeout, ShuttingDown
 from gateway.generation import Delta, TokenizerTools
-from gateway.http.choices import Choice, total_usage
 from gateway.http.middleware import DEADLINE, MODEL_NAME, STARTED, cancelled_by_shutdown, within_deadline
 from gateway.http.stall import StallWatch
 from gateway.http.state import state_of
 from gateway.metrics import Metrics
+from gateway.openai.choices import Choice, total_usage
+from gateway.openai.pipeline import StageFactory, choice_deltas, run_to_end
 from gateway.sse import DONE, error_frame, open_event_stream
 from gateway.structured import StructuredOutput
 from gateway.triton.registry import ModelInfo
@@ -61,18 +61,31 @@ async def generate_choices(
     model: ModelInfo,
     tokenizer: TokenizerTools | None,
     structured: StructuredOutput,
-) -> tuple[list[Generation], Usage | None]:
-    """Run every choice to its end within the request's deadline: the results, and the usage
-    (each prompt once, every choice's completion; recorded in the metrics)."""
+    stages: Sequence[StageFactory] = (),
+) -> Usage | None:
+    """Run every choice to its end within the request's deadline, through the delta pipeline
+    (the choices then hold the answer); the usage, recorded in the metrics."""
     state = state_of(request)
+    deltas = state.engine.stream_many(model, [choice.request for choice in choices], tokenizer)
     async with within_deadline(request):
-        results = await state.engine.generate_many(model, [choice.request for choice in choices], tokenizer)
-    for choice, result in zip(choices, results, strict=True):
-        await structured.check_output_async(result.text)
-        choice.record(result)
+        await run_to_end(deltas, choices, stages)
+    for choice in choices:
+        await structured.check_output_async(choice.text)
     usage = total_usage(choices, tokenizer)
     record_usage(state.metrics, model.name, usage)
-    return results, usage
+    return usage
+
+
+def stream_choices(
+    request: web.Request,
+    choices: list[Choice],
+    model: ModelInfo,
+    tokenizer: TokenizerTools | None,
+    stages: Sequence[StageFactory] = (),
+) -> AsyncGenerator[tuple[int, Delta], None]:
+    """The choices' deltas as they come, through the delta pipeline."""
+    deltas = state_of(request).engine.stream_many(model, [choice.request for choice in choices], tokenizer)
+    return choice_deltas(deltas, choices, stages)
 
 
 def record_usage(metrics: Metrics, model: str, usage: Usage | None) -> None:
@@ -91,7 +104,8 @@ async def serve_stream(
     options: StreamOptions | None,
     structured: StructuredOutput,
 ) -> web.StreamResponse:
-    """Stream the choices' deltas as SSE, each chunk tagged with its choice index.
+    """Stream the choices' deltas (from `stream_choices`) as SSE, each chunk tagged with its
+    choice index.
 
     An error before the first delta is an ordinary JSON error response (the status still
     means something then); later errors become an error event followed by [DONE]. Leaving
@@ -124,10 +138,7 @@ async def serve_stream(
                     opening = formatter.opening(index)
                     if opening is not None:
                         out += opening
-                choice.tracker.add(delta)
-                offset = choice.length
-                if delta.text:
-                    choice.add(delta.text)
+                offset = choice.length - len(delta.text)  # the pipeline has added the delta already
                 finish_reason = delta.finish_reason
                 if delta.text or finish_reason is not None or delta.logprobs or delta.tool_calls:
                     usage = total_usage(choices, tokenizer) if continuous_usage else None

@@ -113,7 +113,7 @@ def test_tools_reach_the_chat_template(tmp_path: Path) -> None:
 
 
 def test_required_admits_any_tool_and_named_only_its_own() -> None:
-    from gateway.http.tools import plan_tools
+    from gateway.openai.tools import plan_tools
     from schemas.requests import ChatCompletionRequest, FunctionDefinition, ToolDefinition
 
     tools = [

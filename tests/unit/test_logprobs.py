@@ -4,7 +4,7 @@ import json
 
 from gateway.backends.vllm import parse_logprobs
 from gateway.generation import TokenLogprob
-from gateway.http.logprobs import chat_logprobs, completion_logprobs
+from gateway.openai.logprobs import chat_logprobs, completion_logprobs
 
 
 def test_vllm_logprobs_json_is_parsed_sampled_first_then_best() -> None:

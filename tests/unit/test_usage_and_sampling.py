@@ -4,7 +4,7 @@ import pytest
 
 from gateway.errors import InvalidRequest
 from gateway.generation import Delta
-from gateway.http.sampling import check_common, generation_request, stop_strings
+from gateway.openai.sampling import check_common, generation_request, stop_strings
 from gateway.usage import UsageTracker
 from schemas.requests import CompletionRequest, StreamOptions
 from schemas.responses import Usage

@@ -3,15 +3,13 @@ backend (guided decoding for `required` and a named tool) and the parsing of the
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.chat.tools import FORMATS, REQUIRED_FORMAT, ToolCallOverflow, ToolCallParser, ToolFormat, named_format
 from gateway.errors import InvalidRequest
-from gateway.generation import Delta, GuidedDecoding, ToolCall
+from gateway.generation import Delta, GuidedDecoding
 from gateway.schema_check import off_loop
 from gateway.schema_limits import MAX_TOOL_SCHEMA_NODES, too_complex
 from gateway.structured import check_schema
@@ -32,6 +30,11 @@ class ToolPlan:
 
     def parser(self) -> ToolCallParser | None:
         return None if self.fmt is None else ToolCallParser(self.fmt, self.max_bytes, self.max_calls)
+
+    def stage(self) -> ToolCallStage | None:
+        """A choice's tool-call stage, or None when its output is not parsed for calls."""
+        parser = self.parser()
+        return None if parser is None else ToolCallStage(parser)
 
 
 def plan_tools(body: ChatCompletionRequest, parser_name: str | None, max_bytes: int) -> ToolPlan:
@@ -114,53 +117,26 @@ def _any_call_schema(schemas: dict[str, dict[str, Any]], single: bool) -> dict[s
     return schema
 
 
-def apply_to_text(plan: ToolPlan, text: str) -> tuple[str, list[ToolCall], bool]:
-    """Parse a whole output: (content, calls, overflowed)."""
-    parser = plan.parser()
-    if parser is None:
-        return text, [], False
-    try:
-        first = parser.feed(text)
-        last = parser.finish()
-    except ToolCallOverflow:
-        return text, [], True
-    return first.content + last.content, first.calls + last.calls, False
+class ToolCallStage:
+    """The pipeline stage that turns a choice's text into content and tool calls as it comes.
+    A call that outgrows the parse limit ends the choice with finish_reason "length"; a choice
+    that made calls and stopped ends with "tool_calls"."""
 
+    def __init__(self, parser: ToolCallParser) -> None:
+        self._parser = parser
 
-async def with_tool_calls(
-    deltas: AsyncGenerator[tuple[int, Delta], None], plan: ToolPlan, choices: int
-) -> AsyncGenerator[tuple[int, Delta], None]:
-    """Turn each choice's text into content and tool calls as it streams. A choice whose call
-    outgrows the parse limit ends with finish_reason "length" (and a lone choice's request is
-    cancelled on Triton when this generator closes)."""
-    parsers = [plan.parser() for _ in range(choices)]
-    overflowed: set[int] = set()
-    async with contextlib.aclosing(deltas):
-        async for index, delta in deltas:
-            parser = parsers[index]
-            if parser is None:
-                yield index, delta
-                continue
-            if index in overflowed:
-                continue
-            try:
-                parsed = parser.feed(delta.text)
-                if delta.finish_reason is not None:
-                    last = parser.finish()
-                    parsed.content += last.content
-                    parsed.calls += last.calls
-            except ToolCallOverflow:
-                overflowed.add(index)
-                yield index, dataclasses.replace(delta, text="", finish_reason="length", tool_calls=None)
-                if len(overflowed) == choices:
-                    return
-                continue
-            finish_reason = delta.finish_reason
-            if finish_reason is not None and parser.calls and finish_reason == "stop":
-                finish_reason = "tool_calls"
-            yield (
-                index,
-                dataclasses.replace(
-                    delta, text=parsed.content, finish_reason=finish_reason, tool_calls=parsed.calls or None
-                ),
-            )
+    def feed(self, delta: Delta) -> Delta | None:
+        try:
+            parsed = self._parser.feed(delta.text)
+            if delta.finish_reason is not None:
+                last = self._parser.finish()
+                parsed.content += last.content
+                parsed.calls += last.calls
+        except ToolCallOverflow:
+            return dataclasses.replace(delta, text="", finish_reason="length", tool_calls=None)
+        finish_reason = delta.finish_reason
+        if finish_reason == "stop" and self._parser.calls:
+            finish_reason = "tool_calls"
+        return dataclasses.replace(
+            delta, text=parsed.content, finish_reason=finish_reason, tool_calls=parsed.calls or None
+        )

@@ -1,4 +1,5 @@
-"""The choices of one API request: n per prompt, each its own generation request, and the
+"""The choices of one API request: n per prompt, each its own generation request, each the
+accumulator of its deltas (text, logprobs, tool calls, token counts, finish reason), and the
 usage they add up to."""
 
 from __future__ import annotations
@@ -6,9 +7,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from gateway.engine import Generation
 from gateway.errors import InvalidRequest
-from gateway.generation import GenerationRequest, TokenizerTools
+from gateway.generation import Delta, GenerationRequest, TokenizerTools, TokenLogprob, ToolCall
 from gateway.usage import UsageTracker
 from schemas.responses import Usage
 
@@ -21,22 +21,31 @@ class Choice:
     prompt_index: int
     request: GenerationRequest
     parts: list[str] = field(default_factory=list)
-    tracker: UsageTracker = field(default_factory=UsageTracker)
     length: int = 0  # characters of text so far
+    logprobs: list[TokenLogprob] | None = None  # None: not asked for
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    cumulative_logprob: float | None = None
+    finish_reason: str | None = None
+    tracker: UsageTracker = field(default_factory=UsageTracker)
 
-    def add(self, text: str) -> None:
-        self.parts.append(text)
-        self.length += len(text)
+    def add(self, delta: Delta) -> None:
+        """Take one delta that went through the choice's stages."""
+        self.tracker.add(delta)
+        if delta.text:
+            self.parts.append(delta.text)
+            self.length += len(delta.text)
+        if delta.logprobs is not None:
+            self.logprobs = [*(self.logprobs or ()), *delta.logprobs]
+        if delta.tool_calls:
+            self.tool_calls += delta.tool_calls
+        if delta.cumulative_logprob is not None:
+            self.cumulative_logprob = delta.cumulative_logprob
+        if delta.finish_reason is not None:
+            self.finish_reason = delta.finish_reason
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
-
-    def record(self, result: Generation) -> None:
-        """Take a whole (non-streamed) result."""
-        self.parts = [result.text]
-        self.tracker.prompt_tokens = result.prompt_tokens
-        self.tracker.completion_tokens = result.completion_tokens
 
 
 def plan_choices(base: GenerationRequest, prompts: list[str], n: int) -> list[Choice]:
@@ -65,7 +74,9 @@ def plan_choices(base: GenerationRequest, prompts: list[str], n: int) -> list[Ch
 
 
 def total_usage(choices: list[Choice], tokenizer: TokenizerTools | None) -> Usage | None:
-    """Each prompt counted once, every choice's completion counted."""
+    """The usage of the whole request, the one place it is added up: each prompt counted once,
+    every choice's completion counted (a count the model did not report taken with the
+    tokenizer; None when neither can say)."""
     prompt_tokens = completion_tokens = 0
     counted_prompts: set[int] = set()
     for choice in choices:
