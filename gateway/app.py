@@ -31,11 +31,12 @@ from gateway.http.middleware import (
     response_headers,
 )
 from gateway.http.server import serve
-from gateway.http.state import STATE, TRITON_HTTP, GatewayState
+from gateway.http.state import STATE, TRITON_HTTP
 from gateway.lora import LoraCatalog
 from gateway.metrics import Metrics
 from gateway.model_files import ModelFiles
 from gateway.multimodal import ImageModels
+from gateway.openai.context import GatewayState
 from gateway.settings import Settings
 from gateway.triton.client import TritonClient
 from gateway.triton.proxy import KServeProxy

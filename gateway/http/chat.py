@@ -1,259 +1,36 @@
-"""POST /v1/chat/completions"""
+"""POST /v1/chat/completions: decode, plan, run through the engine, write."""
 
 from __future__ import annotations
-
-import asyncio
-import contextlib
-import json
-import time
-import uuid
-from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from gateway.chat.integrity import check_template_inputs, check_template_variables
-from gateway.errors import InvalidRequest
-from gateway.generation import Delta
 from gateway.http.body import decode_body
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID
-from gateway.http.resolve import resolve_target
-from gateway.http.state import GatewayState, state_of
+from gateway.http.state import state_of
 from gateway.http.streaming import generate_choices, serve_stream, stream_choices
-from gateway.openai.choices import Choice, plan_choices
-from gateway.openai.logprobs import chat_logprobs
-from gateway.openai.sampling import check_common, check_room, generation_request, unsupported
-from gateway.openai.tools import ToolPlan, plan_tools_off_loop
-from gateway.settings import per_model
-from gateway.sse import ChunkFramer, frame
-from gateway.structured import StructuredOutput
-from gateway.triton.registry import ModelInfo
-from schemas.requests import ChatCompletionRequest, ChatMessage, ImagePart, TextPart
-from schemas.responses import (
-    AssistantMessage,
-    ChatChoice,
-    ChatChunkChoice,
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatDelta,
-    FunctionCall,
-    FunctionCallDelta,
-    ToolCallDelta,
-    ToolCallMessage,
-    Usage,
-)
+from gateway.openai.chat import chat_completion, plan_chat
+from schemas.requests import ChatCompletionRequest
 
 _DECODER = msgspec.json.Decoder(ChatCompletionRequest)
 _ENCODER = msgspec.json.Encoder()
-_CHUNK = "chat.completion.chunk"
-
-# Roles the chat templates know; "developer" (OpenAI's newer name) is a system turn.
-_TEMPLATE_ROLES = {"developer": "system"}
-
-
-@dataclass(frozen=True, slots=True)
-class ImageReference:
-    url: str
-    param: str  # where the request names it, for errors
-
-
-def template_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]], list[ImageReference]]:
-    """The messages as chat templates expect them (known roles; text content as a string, or
-    a list of text and {"type": "image"} parts where images are), and the images in order."""
-    rendered = []
-    images: list[ImageReference] = []
-    for i, message in enumerate(messages):
-        if message.role == "function":
-            raise unsupported(f"messages[{i}].role", "The deprecated 'function' role")
-        content: Any = message.content
-        if isinstance(content, list):
-            parts: list[dict[str, str]] = []
-            for j, part in enumerate(content):
-                if isinstance(part, TextPart):
-                    parts.append({"type": "text", "text": part.text})
-                elif isinstance(part, ImagePart):
-                    parts.append({"type": "image"})
-                    images.append(ImageReference(part.image_url.url, f"messages[{i}].content[{j}].image_url.url"))
-                else:
-                    kind = type(part).__struct_config__.tag
-                    raise unsupported(f"messages[{i}].content[{j}]", f"A content part of type '{kind}'")
-            has_images = any(part["type"] == "image" for part in parts)
-            content = parts if has_images else "\n".join(part["text"] for part in parts)
-        if content is None and message.role != "assistant":
-            raise InvalidRequest(f"messages[{i}] ({message.role}) needs content.", param=f"messages[{i}].content")
-        entry: dict[str, Any] = {"role": _TEMPLATE_ROLES.get(message.role, message.role), "content": content or ""}
-        if message.name is not None:
-            entry["name"] = message.name
-        if message.tool_calls:
-            entry["tool_calls"] = [
-                _history_call(call, f"messages[{i}].tool_calls[{j}]") for j, call in enumerate(message.tool_calls)
-            ]
-        if message.tool_call_id is not None:
-            entry["tool_call_id"] = message.tool_call_id
-        rendered.append(entry)
-    return rendered, images
-
-
-def _history_call(call: dict[str, Any], param: str) -> dict[str, Any]:
-    """An earlier assistant tool call, for the template: arguments as an object where they
-    parse (templates write them out with tojson)."""
-    function = call.get("function")
-    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-        raise InvalidRequest("A tool call needs function.name.", param=f"{param}.function.name")
-    arguments: Any = function.get("arguments", "{}")
-    if isinstance(arguments, str):
-        with contextlib.suppress(ValueError):
-            arguments = json.loads(arguments)
-    return {
-        "id": call.get("id", ""),
-        "type": "function",
-        "function": {"name": function["name"], "arguments": arguments},
-    }
-
-
-async def load_images(state: GatewayState, model: ModelInfo, images: list[ImageReference]) -> list[bytes] | None:
-    if not images:
-        return None
-    if not state.image_models.takes_images(model):
-        raise InvalidRequest(
-            f"The model '{model.name}' takes no images: {state.image_models.reason()}.",
-            param=images[0].param.removesuffix(".image_url.url"),
-            code="unsupported_parameter",
-        )
-    return list(await asyncio.gather(*(state.images.load(image.url, image.param) for image in images)))
-
-
-def check_chat(body: ChatCompletionRequest) -> None:
-    check_common(body)
-    if body.top_logprobs is not None and not body.logprobs:
-        raise InvalidRequest("top_logprobs needs logprobs set to true.", param="top_logprobs")
-
-
-def chat_template_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    """`chat_template_kwargs` for the template (e.g. enable_thinking), none of them reserved."""
-    check_template_variables(options)
-    return dict(options or {})
-
-
-def check_prompt_inputs(
-    state: GatewayState, model: str, body: ChatCompletionRequest, messages: list[dict[str, Any]], tools: ToolPlan
-) -> None:
-    """What the client gives the template, checked against the model's tokenizer: no special
-    tokens in its text (unless --special-tokens-in-content allow), none of its special-token
-    attributes in chat_template_kwargs."""
-    tokens = state.tokenizers.control_tokens(model)
-    if tokens is None:
-        return  # no tokenizer: rendering refuses the request
-    check_template_variables(body.chat_template_kwargs, tokens.attributes)
-    if state.settings.special_tokens_in_content == "reject":
-        check_template_inputs(tokens, body.messages, messages, tools.template_tools, body.chat_template_kwargs)
-
-
-class ChatStreamFormatter:
-    def __init__(self, request_id: str, created: int, model: str) -> None:
-        self._envelope = ChatCompletionChunk(id=request_id, object=_CHUNK, created=created, model=model, choices=[])
-        self._framer = ChunkFramer(self._envelope)
-
-    def opening(self, index: int) -> bytes:
-        return self._framer.frame(ChatChunkChoice(index, ChatDelta(role="assistant", content="")))
-
-    def chunk(self, index: int, delta: Delta, usage: Usage | None = None, offset: int = 0) -> bytes:
-        logprobs = chat_logprobs(delta.logprobs) if delta.logprobs else None
-        # A call goes out as two chunks: id, type and name first, then its arguments.
-        frames = [
-            self._frame(ChatChunkChoice(index, ChatDelta(tool_calls=[part])))
-            for call in delta.tool_calls or ()
-            for part in (
-                ToolCallDelta(call.index, call.id, "function", FunctionCallDelta(call.name, "")),
-                ToolCallDelta(call.index, function=FunctionCallDelta(arguments=call.arguments)),
-            )
-        ]
-        if delta.text or delta.finish_reason is not None or logprobs is not None:
-            content = ChatDelta(content=delta.text) if delta.text else ChatDelta()
-            frames.append(self._frame(ChatChunkChoice(index, content, delta.finish_reason, logprobs), usage))
-        return b"".join(frames)
-
-    def _frame(self, choice: ChatChunkChoice, usage: Usage | None = None) -> bytes:
-        if usage is not None:
-            return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
-        return self._framer.frame(choice)
-
-    def usage_chunk(self, usage: Usage | None) -> bytes:
-        return frame(msgspec.structs.replace(self._envelope, usage=usage))
 
 
 async def create_chat_completion(request: web.Request) -> web.StreamResponse:
-    state = state_of(request)
     body = await decode_body(request, _DECODER)
-    check_chat(body)
-    messages, images = template_messages(body.messages)
-    template_options = chat_template_options(body.chat_template_kwargs)
-    structured = await StructuredOutput.checked(body.response_format)
-    target = await resolve_target(state, body.model)
-    model = target.model
-    request[MODEL_NAME] = model.name
-    tools = await plan_tools_off_loop(
-        body, per_model(state.settings.tool_call_parser, model.name), state.settings.max_tool_call_parse_bytes
-    )
-    check_prompt_inputs(state, model.name, body, messages, tools)
-    if tools.template_tools is not None:
-        template_options["tools"] = tools.template_tools
-    image_data = await load_images(state, model, images)
-    prompt = await state.tokenizers.render_chat_async(model.name, messages, **template_options)
-    tokenizer = state.tokenizers.tools(model.name, model.adds_special_tokens)
-    if tokenizer is not None:
-        prompt = tokenizer.text_input(prompt)  # no BOS text the backend would add once more
-        requested = body.max_completion_tokens or body.max_tokens
-        await check_room(state.model_files.max_model_len(model), prompt, requested, tokenizer)
-    request_id = f"chatcmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
-    max_tokens = body.max_completion_tokens or body.max_tokens or state.settings.default_max_tokens
-    generation = generation_request(
-        body,
-        request_id=request[REQUEST_ID],  # Triton's request id is the X-Request-Id
-        prompt=prompt,
-        max_tokens=max_tokens,
-        guided=tools.guided or structured.guided,
-        vocab_size=tokenizer.vocab_size() if tokenizer else None,
-    )
-    if body.logprobs:
-        generation.logprobs = body.top_logprobs or 0
-        generation.logprobs_param = "top_logprobs"
-    generation.images = image_data
-    generation.lora_name, generation.lora_path = target.adapter, target.adapter_path
-    choices = plan_choices(generation, [prompt], body.n)
-
-    stages = [tools.stage]
-    if body.stream:
+    # Triton's request id is the X-Request-Id, so Triton's log and the gateway's agree.
+    plan = await plan_chat(body, state_of(request), request[REQUEST_ID])
+    request[MODEL_NAME] = plan.model.name
+    if plan.stream:
+        deltas = stream_choices(request, plan.choices, plan.model, plan.tokenizer, plan.stages)
         return await serve_stream(
             request,
-            choices,
-            stream_choices(request, choices, model, tokenizer, stages),
-            ChatStreamFormatter(request_id, created, body.model),
-            tokenizer=tokenizer,
-            options=body.stream_options,
-            structured=structured,
+            plan.choices,
+            deltas,
+            plan.formatter(),
+            tokenizer=plan.tokenizer,
+            options=plan.stream_options,
+            structured=plan.structured,
         )
-
-    usage = await generate_choices(request, choices, model, tokenizer, structured, stages)
-    completion = ChatCompletion(
-        id=request_id,
-        created=created,
-        model=body.model,
-        choices=[_chat_choice(choice) for choice in choices],
-        usage=usage,
-    )
-    return web.Response(body=_ENCODER.encode(completion), content_type="application/json")
-
-
-def _chat_choice(choice: Choice) -> ChatChoice:
-    calls = choice.tool_calls
-    content = choice.text
-    message = AssistantMessage(
-        role="assistant",
-        content=content if content.strip() or not calls else None,
-        tool_calls=[ToolCallMessage(call.id, FunctionCall(call.name, call.arguments)) for call in calls] or None,
-    )
-    logprobs = chat_logprobs(choice.logprobs) if choice.logprobs is not None else None
-    return ChatChoice(choice.index, message, choice.finish_reason or "stop", logprobs)
+    usage = await generate_choices(request, plan.choices, plan.model, plan.tokenizer, plan.structured, plan.stages)
+    return web.Response(body=_ENCODER.encode(chat_completion(plan, usage)), content_type="application/json")

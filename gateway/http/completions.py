@@ -1,168 +1,34 @@
-"""POST /v1/completions"""
+"""POST /v1/completions: decode, plan, run through the engine, write."""
 
 from __future__ import annotations
-
-import time
-import uuid
 
 import msgspec
 from aiohttp import web
 
-from gateway.errors import BadGateway, InvalidRequest
-from gateway.generation import Delta, TokenizerTools
 from gateway.http.body import decode_body
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID
-from gateway.http.resolve import resolve_target
 from gateway.http.state import state_of
 from gateway.http.streaming import generate_choices, serve_stream, stream_choices
-from gateway.openai.choices import Choice, plan_choices
-from gateway.openai.logprobs import completion_logprobs
-from gateway.openai.sampling import check_common, check_room, generation_request, unsupported
-from gateway.sse import ChunkFramer, frame
-from gateway.structured import StructuredOutput
+from gateway.openai.completions import completion_response, plan_completion
 from schemas.requests import CompletionRequest
-from schemas.responses import Completion, CompletionChoice, CompletionChunk, Usage
 
 _DECODER = msgspec.json.Decoder(CompletionRequest)
 _ENCODER = msgspec.json.Encoder()
-_OBJECT = "text_completion"
-MAX_PROMPTS = 64
-
-
-def prompt_texts(body: CompletionRequest, tokenizer: TokenizerTools | None) -> list[str]:
-    """The prompts of a request: a string, strings, token ids, or lists of token ids (the
-    backends take text, so token ids are decoded with the model's tokenizer; a leading BOS id
-    is left to a backend whose tokenization adds it)."""
-    prompt = body.prompt
-    if isinstance(prompt, str):
-        return [prompt]
-    if not prompt:
-        raise InvalidRequest("prompt must not be empty.", param="prompt")
-    if len(prompt) > MAX_PROMPTS and not all(isinstance(item, int) for item in prompt):
-        raise InvalidRequest(f"A request may hold at most {MAX_PROMPTS} prompts.", param="prompt")
-    if all(isinstance(item, str) for item in prompt):
-        return [str(item) for item in prompt]
-    if all(isinstance(item, int) for item in prompt):
-        return [_decode(prompt, tokenizer, "prompt")]  # type: ignore[arg-type]
-    if all(isinstance(item, list) for item in prompt):
-        return [_decode(item, tokenizer, f"prompt[{i}]") for i, item in enumerate(prompt)]  # type: ignore[arg-type]
-    raise InvalidRequest("prompt mixes strings and token ids.", param="prompt")
-
-
-def _decode(token_ids: list[int], tokenizer: TokenizerTools | None, param: str) -> str:
-    if tokenizer is None:
-        raise InvalidRequest("Token-id prompts need the model's tokenizer (--tokenizer).", param=param)
-    if not token_ids:
-        raise InvalidRequest("A token-id prompt must not be empty.", param=param)
-    vocab_size = tokenizer.vocab_size()
-    if any(not 0 <= token < vocab_size for token in token_ids):
-        raise InvalidRequest(f"Token ids must be in [0, {vocab_size}).", param=param)
-    return tokenizer.decode_prompt(token_ids)
-
-
-def check_completion(body: CompletionRequest) -> None:
-    check_common(body)
-    if body.suffix is not None:
-        raise unsupported("suffix", "suffix (insertion)")
-    if body.best_of is not None:
-        if body.best_of < body.n:
-            raise InvalidRequest("best_of must be at least n.", param="best_of")
-        if body.best_of > body.n and body.stream:
-            raise InvalidRequest("best_of greater than n cannot be streamed.", param="best_of")
-    if body.echo and body.logprobs is not None:
-        raise unsupported("logprobs", "logprobs together with echo (prompt logprobs)")
-
-
-class CompletionStreamFormatter:
-    def __init__(self, request_id: str, created: int, model: str, echoes: list[str] | None) -> None:
-        self._envelope = CompletionChunk(id=request_id, object=_OBJECT, created=created, model=model, choices=[])
-        self._framer = ChunkFramer(self._envelope)
-        self._echoes = echoes
-
-    def opening(self, index: int) -> bytes | None:
-        if self._echoes is None:
-            return None
-        return self._framer.frame(CompletionChoice(index, self._echoes[index], None))
-
-    def chunk(self, index: int, delta: Delta, usage: Usage | None = None, offset: int = 0) -> bytes:
-        echoed = len(self._echoes[index]) if self._echoes is not None else 0
-        tokens = completion_logprobs(delta.logprobs, offset + echoed) if delta.logprobs else None
-        choice = CompletionChoice(index, delta.text, delta.finish_reason, tokens)
-        if usage is not None:
-            return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
-        return self._framer.frame(choice)
-
-    def usage_chunk(self, usage: Usage | None) -> bytes:
-        return frame(msgspec.structs.replace(self._envelope, usage=usage))
 
 
 async def create_completion(request: web.Request) -> web.StreamResponse:
-    state = state_of(request)
     body = await decode_body(request, _DECODER)
-    check_completion(body)
-    structured = await StructuredOutput.checked(body.response_format)
-    target = await resolve_target(state, body.model)
-    model = target.model
-    request[MODEL_NAME] = model.name
-    tokenizer = state.tokenizers.tools(model.name, model.adds_special_tokens)
-    prompts = prompt_texts(body, tokenizer)
-    for prompt in prompts:
-        await check_room(state.model_files.max_model_len(model), prompt, body.max_tokens, tokenizer)
-    request_id = f"cmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
-    max_tokens = body.max_tokens or state.settings.default_max_tokens
-    generation = generation_request(
-        body,
-        request_id=request[REQUEST_ID],  # Triton's request id is the X-Request-Id
-        prompt=prompts[0],
-        max_tokens=max_tokens,
-        guided=structured.guided,
-        vocab_size=tokenizer.vocab_size() if tokenizer else None,
-    )
-    generation.logprobs = body.logprobs
-    generation.sampled_in_top = True  # completions' top_logprobs hold the sampled token too
-    best_of = body.best_of or body.n
-    generation.cumulative_logprob = best_of > body.n
-    generation.lora_name, generation.lora_path = target.adapter, target.adapter_path
-    choices = plan_choices(generation, prompts, best_of)
-
-    if body.stream:
-        echoes = [choice.request.prompt for choice in choices] if body.echo else None
+    plan = await plan_completion(body, state_of(request), request[REQUEST_ID])
+    request[MODEL_NAME] = plan.model.name
+    if plan.stream:
         return await serve_stream(
             request,
-            choices,
-            stream_choices(request, choices, model, tokenizer),
-            CompletionStreamFormatter(request_id, created, body.model, echoes),
-            tokenizer=tokenizer,
-            options=body.stream_options,
-            structured=structured,
+            plan.choices,
+            stream_choices(request, plan.choices, plan.model, plan.tokenizer),
+            plan.formatter(),
+            tokenizer=plan.tokenizer,
+            options=plan.stream_options,
+            structured=plan.structured,
         )
-
-    usage = await generate_choices(request, choices, model, tokenizer, structured)
-    shown = best_candidates(choices, body.n) if best_of > body.n else choices
-    completion = Completion(
-        id=request_id,
-        created=created,
-        model=body.model,
-        choices=[_completion_choice(index, choice, body.echo) for index, choice in enumerate(shown)],
-        usage=usage,  # every best_of candidate was generated, so every one counts
-    )
-    return web.Response(body=_ENCODER.encode(completion), content_type="application/json")
-
-
-def best_candidates(candidates: list[Choice], n: int) -> list[Choice]:
-    """The n candidates of each prompt with the highest cumulative logprob, prompt by prompt."""
-    kept = []
-    for prompt_index in sorted({choice.prompt_index for choice in candidates}):
-        group = [choice for choice in candidates if choice.prompt_index == prompt_index]
-        if any(choice.cumulative_logprob is None for choice in group):
-            raise BadGateway("The model did not report the cumulative logprobs best_of needs.")
-        group.sort(key=lambda choice: choice.cumulative_logprob or 0.0, reverse=True)
-        kept += group[:n]
-    return kept
-
-
-def _completion_choice(index: int, choice: Choice, echo: bool) -> CompletionChoice:
-    echoed = choice.request.prompt if echo else ""
-    logprobs = completion_logprobs(choice.logprobs, len(echoed)) if choice.logprobs is not None else None
-    return CompletionChoice(index, echoed + choice.text, choice.finish_reason or "stop", logprobs)
+    usage = await generate_choices(request, plan.choices, plan.model, plan.tokenizer, plan.structured)
+    return web.Response(body=_ENCODER.encode(completion_response(plan, usage)), content_type="application/json")

@@ -13,8 +13,8 @@ from gateway.errors import InvalidRequest
 from gateway.generation import TokenizerTools
 from gateway.http.body import decode_body
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID, within_deadline
-from gateway.http.resolve import resolve_target
 from gateway.http.state import state_of
+from gateway.openai.resolve import resolve_target
 from schemas.requests import EmbeddingRequest
 from schemas.responses import Embedding, EmbeddingList, EmbeddingUsage
 

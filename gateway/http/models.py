@@ -6,8 +6,8 @@ import msgspec
 from aiohttp import web
 
 from gateway.errors import NotFound
-from gateway.http.resolve import resolve_target
 from gateway.http.state import state_of
+from gateway.openai.resolve import resolve_target
 from gateway.triton.registry import NotServable
 from schemas.responses import ModelCard, ModelList, ModelStatus
 

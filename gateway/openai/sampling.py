@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 from gateway.errors import InvalidRequest
 from gateway.generation import SAMPLING_FIELDS, GenerationRequest, GuidedDecoding, Sampling, TokenizerTools
@@ -104,7 +105,10 @@ def generation_request(
     max_tokens: int,
     guided: GuidedDecoding | None = None,
     vocab_size: int | None = None,
+    **request: Any,
 ) -> GenerationRequest:
+    """The whole generation request of one choice: the body's sampling fields (checked) and
+    `request`'s other GenerationRequest fields (logprobs, images, LoRA adapter, …)."""
     sampling = Sampling(**{name: getattr(body, name) for name in SAMPLING_FIELDS})  # the API's names
     sampling = dataclasses.replace(
         sampling,
@@ -120,4 +124,5 @@ def generation_request(
         sampling=sampling,
         stop=stop_strings(body.stop),
         guided=guided,
+        **request,
     )

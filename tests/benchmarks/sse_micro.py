@@ -7,7 +7,7 @@ import json
 import time
 
 from gateway.generation import Delta
-from gateway.http.chat import ChatStreamFormatter
+from gateway.openai.chat import ChatStreamFormatter
 
 
 def _obvious(request_id: str, created: int, model: str, text: str) -> bytes:

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.chat.template import TokenizerStore
 from gateway.errors import InvalidRequest
-from gateway.http.chat import template_messages
+from gateway.openai.chat import template_messages
 from schemas.requests import AudioPart, ChatMessage, ImagePart, ImageURL, TextPart
 
 TOKENIZER = str(Path(__file__).resolve().parents[2] / "deploy" / "tokenizer")

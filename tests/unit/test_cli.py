@@ -154,3 +154,12 @@ def test_every_setting_is_a_flag_a_variable_and_a_file_key() -> None:
     for spec in dataclasses.fields(Settings):
         assert flag_of(spec.name) in flags
         assert config_key(spec.name) == flag_of(spec.name).removeprefix("--")
+
+
+def test_the_readme_lists_every_flag() -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = set(re.findall(r"^\| `(--[a-z0-9-]+)", readme, re.MULTILINE))
+    flags = {string for action in build_parser()._actions for string in action.option_strings} - {"-h", "--help"}
+    assert flags == rows

@@ -4,8 +4,8 @@ import json
 
 from gateway.errors import BackendError
 from gateway.generation import Delta
-from gateway.http.chat import ChatStreamFormatter
-from gateway.http.completions import CompletionStreamFormatter
+from gateway.openai.chat import ChatStreamFormatter
+from gateway.openai.completions import CompletionStreamFormatter
 from gateway.sse import ChunkFramer, error_frame
 from schemas.responses import ChatChunkChoice, ChatCompletionChunk, ChatDelta, Usage
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.errors import ModelNotFound, NotFound
-from gateway.http.state import GatewayState
+from gateway.openai.context import GatewayState
 from gateway.triton.registry import ModelInfo
 
 

@@ -1,0 +1,272 @@
+"""Chat completions without a web framework: `plan_chat` turns a decoded request body into
+complete generation requests (rendering the chat template, planning tools, checking what the
+model can take), and `ChatStreamFormatter` / `chat_completion` render the choices' deltas."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from gateway.chat.integrity import check_template_inputs, check_template_variables
+from gateway.errors import InvalidRequest
+from gateway.generation import Delta, TokenizerTools
+from gateway.openai.choices import Choice, plan_choices
+from gateway.openai.context import GatewayState
+from gateway.openai.logprobs import chat_logprobs
+from gateway.openai.pipeline import StageFactory
+from gateway.openai.resolve import resolve_target
+from gateway.openai.sampling import check_common, check_room, generation_request, unsupported
+from gateway.openai.tools import ToolPlan, plan_tools_off_loop
+from gateway.settings import per_model
+from gateway.sse import ChunkFramer, frame
+from gateway.structured import StructuredOutput
+from gateway.triton.registry import ModelInfo
+from schemas.requests import ChatCompletionRequest, ChatMessage, ImagePart, StreamOptions, TextPart
+from schemas.responses import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatDelta,
+    FunctionCall,
+    FunctionCallDelta,
+    ToolCallDelta,
+    ToolCallMessage,
+    Usage,
+)
+
+_CHUNK = "chat.completion.chunk"
+
+# Roles the chat templates know; "developer" (OpenAI's newer name) is a system turn.
+_TEMPLATE_ROLES = {"developer": "system"}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageReference:
+    url: str
+    param: str  # where the request names it, for errors
+
+
+def template_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]], list[ImageReference]]:
+    """The messages as chat templates expect them (known roles; text content as a string, or
+    a list of text and {"type": "image"} parts where images are), and the images in order."""
+    rendered = []
+    images: list[ImageReference] = []
+    for i, message in enumerate(messages):
+        if message.role == "function":
+            raise unsupported(f"messages[{i}].role", "The deprecated 'function' role")
+        content: Any = message.content
+        if isinstance(content, list):
+            parts: list[dict[str, str]] = []
+            for j, part in enumerate(content):
+                if isinstance(part, TextPart):
+                    parts.append({"type": "text", "text": part.text})
+                elif isinstance(part, ImagePart):
+                    parts.append({"type": "image"})
+                    images.append(ImageReference(part.image_url.url, f"messages[{i}].content[{j}].image_url.url"))
+                else:
+                    kind = type(part).__struct_config__.tag
+                    raise unsupported(f"messages[{i}].content[{j}]", f"A content part of type '{kind}'")
+            has_images = any(part["type"] == "image" for part in parts)
+            content = parts if has_images else "\n".join(part["text"] for part in parts)
+        if content is None and message.role != "assistant":
+            raise InvalidRequest(f"messages[{i}] ({message.role}) needs content.", param=f"messages[{i}].content")
+        entry: dict[str, Any] = {"role": _TEMPLATE_ROLES.get(message.role, message.role), "content": content or ""}
+        if message.name is not None:
+            entry["name"] = message.name
+        if message.tool_calls:
+            entry["tool_calls"] = [
+                _history_call(call, f"messages[{i}].tool_calls[{j}]") for j, call in enumerate(message.tool_calls)
+            ]
+        if message.tool_call_id is not None:
+            entry["tool_call_id"] = message.tool_call_id
+        rendered.append(entry)
+    return rendered, images
+
+
+def _history_call(call: dict[str, Any], param: str) -> dict[str, Any]:
+    """An earlier assistant tool call, for the template: arguments as an object where they
+    parse (templates write them out with tojson)."""
+    function = call.get("function")
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise InvalidRequest("A tool call needs function.name.", param=f"{param}.function.name")
+    arguments: Any = function.get("arguments", "{}")
+    if isinstance(arguments, str):
+        with contextlib.suppress(ValueError):
+            arguments = json.loads(arguments)
+    return {
+        "id": call.get("id", ""),
+        "type": "function",
+        "function": {"name": function["name"], "arguments": arguments},
+    }
+
+
+async def load_images(state: GatewayState, model: ModelInfo, images: list[ImageReference]) -> list[bytes] | None:
+    if not images:
+        return None
+    if not state.image_models.takes_images(model):
+        raise InvalidRequest(
+            f"The model '{model.name}' takes no images: {state.image_models.reason()}.",
+            param=images[0].param.removesuffix(".image_url.url"),
+            code="unsupported_parameter",
+        )
+    return list(await asyncio.gather(*(state.images.load(image.url, image.param) for image in images)))
+
+
+def check_chat(body: ChatCompletionRequest) -> None:
+    check_common(body)
+    if body.top_logprobs is not None and not body.logprobs:
+        raise InvalidRequest("top_logprobs needs logprobs set to true.", param="top_logprobs")
+
+
+def chat_template_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """`chat_template_kwargs` for the template (e.g. enable_thinking), none of them reserved."""
+    check_template_variables(options)
+    return dict(options or {})
+
+
+def check_prompt_inputs(
+    state: GatewayState, model: str, body: ChatCompletionRequest, messages: list[dict[str, Any]], tools: ToolPlan
+) -> None:
+    """What the client gives the template, checked against the model's tokenizer: no special
+    tokens in its text (unless --special-tokens-in-content allow), none of its special-token
+    attributes in chat_template_kwargs."""
+    tokens = state.tokenizers.control_tokens(model)
+    if tokens is None:
+        return  # no tokenizer: rendering refuses the request
+    check_template_variables(body.chat_template_kwargs, tokens.attributes)
+    if state.settings.special_tokens_in_content == "reject":
+        check_template_inputs(tokens, body.messages, messages, tools.template_tools, body.chat_template_kwargs)
+
+
+class ChatStreamFormatter:
+    def __init__(self, request_id: str, created: int, model: str) -> None:
+        self._envelope = ChatCompletionChunk(id=request_id, object=_CHUNK, created=created, model=model, choices=[])
+        self._framer = ChunkFramer(self._envelope)
+
+    def opening(self, index: int) -> bytes:
+        return self._framer.frame(ChatChunkChoice(index, ChatDelta(role="assistant", content="")))
+
+    def chunk(self, index: int, delta: Delta, usage: Usage | None = None, offset: int = 0) -> bytes:
+        logprobs = chat_logprobs(delta.logprobs) if delta.logprobs else None
+        # A call goes out as two chunks: id, type and name first, then its arguments.
+        frames = [
+            self._frame(ChatChunkChoice(index, ChatDelta(tool_calls=[part])))
+            for call in delta.tool_calls or ()
+            for part in (
+                ToolCallDelta(call.index, call.id, "function", FunctionCallDelta(call.name, "")),
+                ToolCallDelta(call.index, function=FunctionCallDelta(arguments=call.arguments)),
+            )
+        ]
+        if delta.text or delta.finish_reason is not None or logprobs is not None:
+            content = ChatDelta(content=delta.text) if delta.text else ChatDelta()
+            frames.append(self._frame(ChatChunkChoice(index, content, delta.finish_reason, logprobs), usage))
+        return b"".join(frames)
+
+    def _frame(self, choice: ChatChunkChoice, usage: Usage | None = None) -> bytes:
+        if usage is not None:
+            return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
+        return self._framer.frame(choice)
+
+    def usage_chunk(self, usage: Usage | None) -> bytes:
+        return frame(msgspec.structs.replace(self._envelope, usage=usage))
+
+
+@dataclass(frozen=True)
+class ChatPlan:
+    """A chat request, planned: every choice's complete generation request (nothing is changed
+    after), and what rendering its deltas needs."""
+
+    id: str  # chatcmpl-…
+    created: int
+    model_name: str  # as the client named it, shown in the response
+    model: ModelInfo
+    choices: list[Choice]  # each choice accumulates its own deltas
+    tokenizer: TokenizerTools | None
+    tools: ToolPlan
+    structured: StructuredOutput
+    stream: bool
+    stream_options: StreamOptions | None
+
+    @property
+    def stages(self) -> list[StageFactory]:
+        """The pipeline stages of each choice, in order."""
+        return [self.tools.stage]
+
+    def formatter(self) -> ChatStreamFormatter:
+        return ChatStreamFormatter(self.id, self.created, self.model_name)
+
+
+async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_request_id: str) -> ChatPlan:
+    """Check the request against the model it names and build its generation requests; any
+    problem is an APIError naming the field, before anything reaches Triton."""
+    check_chat(body)
+    messages, images = template_messages(body.messages)
+    template_options = chat_template_options(body.chat_template_kwargs)
+    structured = await StructuredOutput.checked(body.response_format)
+    target = await resolve_target(state, body.model)
+    model = target.model
+    tools = await plan_tools_off_loop(
+        body, per_model(state.settings.tool_call_parser, model.name), state.settings.max_tool_call_parse_bytes
+    )
+    check_prompt_inputs(state, model.name, body, messages, tools)
+    if tools.template_tools is not None:
+        template_options["tools"] = tools.template_tools
+    image_data = await load_images(state, model, images)
+    prompt = await state.tokenizers.render_chat_async(model.name, messages, **template_options)
+    tokenizer = state.tokenizers.tools(model.name, model.adds_special_tokens)
+    if tokenizer is not None:
+        prompt = tokenizer.text_input(prompt)  # no BOS text the backend would add once more
+        requested = body.max_completion_tokens or body.max_tokens
+        await check_room(state.model_files.max_model_len(model), prompt, requested, tokenizer)
+    generation = generation_request(
+        body,
+        request_id=triton_request_id,
+        prompt=prompt,
+        max_tokens=body.max_completion_tokens or body.max_tokens or state.settings.default_max_tokens,
+        guided=tools.guided or structured.guided,
+        vocab_size=tokenizer.vocab_size() if tokenizer else None,
+        logprobs=(body.top_logprobs or 0) if body.logprobs else None,
+        logprobs_param="top_logprobs",
+        images=image_data,
+        lora_name=target.adapter,
+        lora_path=target.adapter_path,
+    )
+    return ChatPlan(
+        id=f"chatcmpl-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        model_name=body.model,
+        model=model,
+        choices=plan_choices(generation, [prompt], body.n),
+        tokenizer=tokenizer,
+        tools=tools,
+        structured=structured,
+        stream=body.stream,
+        stream_options=body.stream_options,
+    )
+
+
+def chat_completion(plan: ChatPlan, usage: Usage | None) -> ChatCompletion:
+    """The non-streamed response: the choices' joined deltas."""
+    choices = [_chat_choice(choice) for choice in plan.choices]
+    return ChatCompletion(id=plan.id, created=plan.created, model=plan.model_name, choices=choices, usage=usage)
+
+
+def _chat_choice(choice: Choice) -> ChatChoice:
+    calls = choice.tool_calls
+    content = choice.text
+    message = AssistantMessage(
+        role="assistant",
+        content=content if content.strip() or not calls else None,
+        tool_calls=[ToolCallMessage(call.id, FunctionCall(call.name, call.arguments)) for call in calls] or None,
+    )
+    logprobs = chat_logprobs(choice.logprobs) if choice.logprobs is not None else None
+    return ChatChoice(choice.index, message, choice.finish_reason or "stop", logprobs)
