@@ -12,16 +12,15 @@ from aiohttp import web
 
 from gateway.access import AccessGuard
 from gateway.backends.base import BackendOptions
+from gateway.capacity import Capacity
 from gateway.chat.template import TokenizerStore
 from gateway.engine import Engine
 from gateway.errors import APIError
 from gateway.http import routes
-from gateway.http.images import ImageLoader
 from gateway.http.kserve import KSERVE_DROPPED_HEADERS
 from gateway.http.middleware import (
     IN_FLIGHT,
     SHUTDOWN,
-    Capacity,
     ShutdownState,
     access,
     cors,
@@ -33,6 +32,7 @@ from gateway.http.middleware import (
 from gateway.http.server import serve
 from gateway.http.state import STATE, TRITON_HTTP
 from gateway.lora import LoraCatalog
+from gateway.media.images import ImageLoader
 from gateway.metrics import Metrics
 from gateway.model_files import ModelFiles
 from gateway.multimodal import ImageModels

@@ -17,8 +17,9 @@ from aiohttp import web
 
 from gateway.app import run
 from gateway.http.state import STATE
-from gateway.localtriton import LocalTriton, TritonStartError, die_with_parent
+from gateway.localtriton import LocalTriton, TritonStartError
 from gateway.logs import configure_logging
+from gateway.processes import die_with_parent
 from gateway.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"

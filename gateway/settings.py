@@ -159,7 +159,7 @@ def media_domain(name: str) -> str:
 
 def media_network(cidr: str) -> str:
     """A CIDR, checked now so that a typo stops the gateway instead of refusing every fetch."""
-    from gateway.http.media_policy import parse_network
+    from gateway.media.policy import parse_network
 
     try:
         return str(parse_network(cidr))

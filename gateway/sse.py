@@ -31,9 +31,10 @@ def error_frame(error: APIError) -> bytes:
 class ChunkFramer:
     """Frames the chunks of one stream: `data: {envelope, "choices":[<choice>]}`."""
 
-    __slots__ = ("_buffer", "_prefix_length", "_suffix")
+    __slots__ = ("_buffer", "_envelope", "_prefix_length", "_suffix")
 
     def __init__(self, envelope: msgspec.Struct) -> None:
+        self._envelope = envelope
         encoded = _ENCODER.encode(envelope)  # the envelope with "choices":[]
         cut = encoded.index(_CHOICES_MARK) + len(_CHOICES_MARK) - 1
         prefix = b"data: " + encoded[:cut]
@@ -41,12 +42,19 @@ class ChunkFramer:
         self._prefix_length = len(prefix)
         self._buffer = bytearray(prefix)
 
-    def frame(self, choice: msgspec.Struct) -> bytes:
+    def frame(self, choice: msgspec.Struct, usage: msgspec.Struct | None = None) -> bytes:
+        """The chunk of `choice`; with `usage` (continuous usage stats) encoded whole."""
+        if usage is not None:
+            return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
         buffer = self._buffer
         _ENCODER.encode_into(choice, buffer, self._prefix_length)
         buffer += self._suffix
         # A copy: the transport may keep a view of what it could not send at once.
         return bytes(buffer)
+
+    def usage_frame(self, usage: msgspec.Struct | None) -> bytes:
+        """The chunk with no choices that carries the stream's usage."""
+        return frame(msgspec.structs.replace(self._envelope, usage=usage))
 
 
 async def open_event_stream(request: web.Request) -> web.StreamResponse:

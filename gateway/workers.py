@@ -29,8 +29,8 @@ _RESTART_PAUSE = 1.0  # seconds between replacing a dead worker and checking aga
 
 def _serve(settings: Settings) -> None:
     from gateway.app import run
-    from gateway.localtriton import die_with_parent
     from gateway.logs import configure_logging
+    from gateway.processes import die_with_parent
 
     die_with_parent()  # no orphans if the supervisor is killed outright
     configure_logging(settings.log_level, settings.log_format)

@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from gateway.access import UNROUTED, AccessGuard, ApiGroup, Policy
+from gateway.capacity import Capacity
 from gateway.errors import (
     APIError,
     GatewayTimeout,
@@ -250,23 +251,6 @@ def access(guard: AccessGuard) -> Middleware:
         return await handler(request)
 
     return middleware
-
-
-class Capacity:
-    """At most `limit` inference requests at once, over HTTP and the gRPC relay together."""
-
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self.in_flight = 0
-
-    def try_acquire(self) -> bool:
-        if self.limit is not None and self.in_flight >= self.limit:
-            return False
-        self.in_flight += 1
-        return True
-
-    def release(self) -> None:
-        self.in_flight -= 1
 
 
 def limits(settings: Settings, metrics: Metrics, capacity: Capacity) -> Middleware:

@@ -12,8 +12,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from gateway.chat.integrity import check_template_inputs, check_template_variables
 from gateway.errors import InvalidRequest
 from gateway.generation import Delta, TokenizerTools
@@ -25,7 +23,7 @@ from gateway.openai.resolve import resolve_target
 from gateway.openai.sampling import check_common, check_room, generation_request, unsupported
 from gateway.openai.tools import ToolPlan, plan_tools_off_loop
 from gateway.settings import per_model
-from gateway.sse import ChunkFramer, frame
+from gateway.sse import ChunkFramer
 from gateway.structured import StructuredOutput
 from gateway.triton.registry import ModelInfo
 from schemas.requests import ChatCompletionRequest, ChatMessage, ImagePart, StreamOptions, TextPart
@@ -172,12 +170,10 @@ class ChatStreamFormatter:
         return b"".join(frames)
 
     def _frame(self, choice: ChatChunkChoice, usage: Usage | None = None) -> bytes:
-        if usage is not None:
-            return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
-        return self._framer.frame(choice)
+        return self._framer.frame(choice, usage)
 
     def usage_chunk(self, usage: Usage | None) -> bytes:
-        return frame(msgspec.structs.replace(self._envelope, usage=usage))
+        return self._framer.usage_frame(usage)
 
 
 @dataclass(frozen=True)

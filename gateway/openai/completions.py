@@ -8,8 +8,6 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import msgspec
-
 from gateway.errors import BadGateway, InvalidRequest
 from gateway.generation import Delta, TokenizerTools
 from gateway.openai.choices import Choice, plan_choices
@@ -17,7 +15,7 @@ from gateway.openai.context import GatewayState
 from gateway.openai.logprobs import completion_logprobs
 from gateway.openai.resolve import resolve_target
 from gateway.openai.sampling import check_common, check_room, generation_request, unsupported
-from gateway.sse import ChunkFramer, frame
+from gateway.sse import ChunkFramer
 from gateway.structured import StructuredOutput
 from gateway.triton.registry import ModelInfo
 from schemas.requests import CompletionRequest, StreamOptions
@@ -85,13 +83,10 @@ class CompletionStreamFormatter:
     def chunk(self, index: int, delta: Delta, usage: Usage | None = None, offset: int = 0) -> bytes:
         echoed = len(self._echoes[index]) if self._echoes is not None else 0
         tokens = completion_logprobs(delta.logprobs, offset + echoed) if delta.logprobs else None
-        choice = CompletionChoice(index, delta.text, delta.finish_reason, tokens)
-        if usage is not None:
-            return frame(msgspec.structs.replace(self._envelope, choices=[choice], usage=usage))
-        return self._framer.frame(choice)
+        return self._framer.frame(CompletionChoice(index, delta.text, delta.finish_reason, tokens), usage)
 
     def usage_chunk(self, usage: Usage | None) -> bytes:
-        return frame(msgspec.structs.replace(self._envelope, usage=usage))
+        return self._framer.usage_frame(usage)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from gateway.chat.template import TokenizerStore
 from gateway.engine import Engine
-from gateway.http.images import ImageLoader
 from gateway.lora import LoraCatalog
+from gateway.media.images import ImageLoader
 from gateway.metrics import Metrics
 from gateway.model_files import ModelFiles
 from gateway.multimodal import ImageModels

@@ -12,8 +12,8 @@ import grpc
 from tritonclient.grpc import service_pb2 as pb
 
 from gateway.access import Access, AccessGuard, ApiGroup, Policy, kserve_admin_policy
+from gateway.capacity import Capacity
 from gateway.errors import APIError
-from gateway.http.middleware import Capacity
 from gateway.settings import Settings
 from gateway.triton.targets import SPREAD_SERVICE_CONFIG, parse_target
 

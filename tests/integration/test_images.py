@@ -17,8 +17,8 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.errors import InvalidRequest
-from gateway.http.images import MAX_REDIRECTS, ImageLoader
 from gateway.localtriton import free_port
+from gateway.media.images import MAX_REDIRECTS, ImageLoader
 
 
 def png(width: int = 1, height: int = 1) -> bytes:
@@ -304,7 +304,7 @@ async def test_loopback_is_refused_by_default_without_details(aiohttp_client, se
 
 
 async def test_upstream_failures_are_not_described_to_the_client(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.http.images")
+    caplog.set_level(logging.INFO, logger="gateway.media.images")
     async with ImageServer() as server, remote_loader(allowed_networks=("127.0.0.1/32",)) as images:
         for path in ("/missing.png", "/page.html"):
             error = await refusal(images, server.url + path)
@@ -404,7 +404,7 @@ async def test_userinfo_is_refused() -> None:
 
 
 async def test_the_domain_allow_list_refuses_other_hosts_before_connecting(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.http.images")
+    caplog.set_level(logging.INFO, logger="gateway.media.images")
     async with ImageServer() as server:
         async with remote_loader(allowed_domains=("images.example",), allowed_networks=("127.0.0.0/8",)) as images:
             await assert_refused(images, f"http://localhost:{server.port}/cat.png")

@@ -1,4 +1,4 @@
-"""The address and host policy of remote image fetches (gateway.http.media_policy), the resolver
+"""The address and host policy of remote image fetches (gateway.media.policy), the resolver
 that applies it, and the flags that configure it. Nothing here opens a connection or resolves a name."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from gateway.cli import parse_settings
-from gateway.http.images import CheckedResolver
-from gateway.http.media_policy import MediaPolicy, domain_matches, embedded_ipv4
+from gateway.media.images import CheckedResolver
+from gateway.media.policy import MediaPolicy, domain_matches, embedded_ipv4
 
 DEFAULT = MediaPolicy()
 

@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from gateway.errors import InvalidRequest
-from gateway.http.media_policy import MediaPolicy
+from gateway.media.policy import MediaPolicy
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Images from clients: inline data and remote fetches under an address policy."""
