@@ -75,10 +75,14 @@ soak: install
 # aiperf against `make run`'s gateway (start `make run` first), from a virtualenv of its own.
 AIPERF_VENV ?= .venv-aiperf
 AIPERF_ARGS ?= --concurrency 16 --request-count 200
+# Output lengths are set outright (and EOS ignored), so every answer has the length measured.
+AIPERF_OUTPUT_TOKENS ?= 128
 bench-aiperf:
 	@test -x $(AIPERF_VENV)/bin/aiperf || ($(PYTHON) -m venv $(AIPERF_VENV) && $(AIPERF_VENV)/bin/pip install --quiet aiperf)
 	$(AIPERF_VENV)/bin/aiperf profile --url http://127.0.0.1:9000 --endpoint-type chat --streaming \
-		--model vllm-stand-in --tokenizer $(CURDIR)/deploy/tokenizer $(AIPERF_ARGS) \
+		--model vllm-stand-in --tokenizer $(CURDIR)/deploy/tokenizer \
+		--output-tokens-mean $(AIPERF_OUTPUT_TOKENS) --output-tokens-stddev 0 --extra-inputs ignore_eos:true \
+		$(AIPERF_ARGS) \
 		--artifact-dir $(CURDIR)/bench-results/aiperf
 
 clean:

@@ -124,7 +124,7 @@ def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity, guard: 
         except APIError as exc:
             log.warning("Triton at %s is not reachable yet (%s); serving anyway", settings.triton_url, exc.message)
         lora = LoraCatalog(settings.lora_separator, settings.model_repository, settings.lora_modules)
-        model_files = ModelFiles(settings.model_repository)
+        model_files = ModelFiles(settings.model_repository, settings.max_model_len)
         image_models = ImageModels(settings.image_models, model_files, tokenizers.source_for)
         app[STATE] = GatewayState(
             settings, client, registry, engine, tokenizers, app[IMAGES], metrics, lora, model_files, image_models

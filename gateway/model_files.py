@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.settings import per_model
 from gateway.triton.registry import ModelInfo
 
 log = logging.getLogger(__name__)
 
 
 class ModelFiles:
-    def __init__(self, repository: Path | None) -> None:
+    def __init__(self, repository: Path | None, context_lengths: Sequence[str] = ()) -> None:
         self._repository = repository
+        self._context_lengths = tuple(context_lengths)  # --max-model-len: "N" and "MODEL=N" entries
         self._engine_args: dict[tuple[str, str], dict[str, Any]] = {}
 
     def engine_args(self, model: ModelInfo) -> dict[str, Any]:
@@ -28,7 +31,11 @@ class ModelFiles:
         return found
 
     def max_model_len(self, model: ModelInfo) -> int | None:
-        """vLLM's context length for `model`, where its model.json sets one."""
+        """The context length of `model`: --max-model-len for it, else its vLLM model.json's
+        max_model_len, else None (not known)."""
+        given = per_model(self._context_lengths, model.name)
+        if given is not None:
+            return int(given)
         value = self.engine_args(model).get("max_model_len")
         try:
             return int(value) if value is not None else None

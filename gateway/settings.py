@@ -137,6 +137,12 @@ def per_model_choice(what: str, choices: Callable[[], Sequence[str]]) -> Callabl
     return parse
 
 
+def per_model_number(text: str) -> str:
+    """A "[MODEL=]N" entry with N a whole number above 0."""
+    positive_int(text.rpartition("=")[2])
+    return text
+
+
 def _tool_formats() -> Sequence[str]:
     from gateway.chat.tools import FORMATS
 
@@ -225,10 +231,22 @@ class Settings:
         choices=tuple(family.value for family in BackendFamily),
     )
     default_max_tokens: int = setting(
-        16,
-        "max_tokens for requests that set neither max_tokens nor max_completion_tokens",
+        16, "max_tokens of text completions that set none (OpenAI's legacy default)", parse=positive_int, metavar="N"
+    )
+    default_chat_max_tokens: int = setting(
+        4096,
+        "max_tokens of chat requests that set neither max_tokens nor max_completion_tokens, for models whose "
+        "context length is not known (otherwise they may run to the end of the context)",
         parse=positive_int,
         metavar="N",
+    )
+    max_model_len: tuple[str, ...] = setting(
+        (),
+        "the context length of a model, in tokens, where its model.json does not say (vLLM max_model_len; "
+        "TensorRT-LLM max_seq_len); MODEL=N for one model",
+        kind=Kind.REPEATED,
+        parse=per_model_number,
+        metavar="[MODEL=]N",
     )
     http_max_input_size: int = setting(
         64 * 1024 * 1024,
@@ -352,8 +370,9 @@ class Settings:
         ("GET", "POST", "OPTIONS"), "methods allowed cross-origin", kind=Kind.CSV, metavar="METHODS"
     )
     cors_allowed_headers: tuple[str, ...] = setting(
-        ("Authorization", "Content-Type", "X-Request-Id"),
-        "request headers allowed cross-origin",
+        ("Authorization", "Content-Type", "X-Request-Id", "OpenAI-*", "X-Stainless-*"),
+        "request headers allowed cross-origin; NAME* allows every header that starts so (the openai SDKs send "
+        "OpenAI-Organization, OpenAI-Project and X-Stainless-* headers)",
         kind=Kind.CSV,
         metavar="HEADERS",
     )
@@ -425,7 +444,12 @@ class Settings:
     triton_http_url: str = setting(
         "http://127.0.0.1:8000", "Triton's HTTP endpoint, for /v2 pass-through", metavar="URL"
     )
-    kserve_grpc_port: int = setting(8001, "port of the gRPC pass-through to --triton-url", parse=port, metavar="PORT")
+    kserve_grpc_port: int = setting(
+        9001,
+        "port of the gRPC pass-through to --triton-url (beside the OpenAI port; 8001 is Triton's own)",
+        parse=port,
+        metavar="PORT",
+    )
 
 
 def problems(settings: Settings) -> list[str]:

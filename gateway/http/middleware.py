@@ -155,12 +155,31 @@ def allowed_origin(settings: Settings) -> Callable[[str | None], str | None]:
     return allowed
 
 
+def header_matcher(patterns: tuple[str, ...]) -> Callable[[str | None], str]:
+    """The Access-Control-Allow-Headers value for a preflight's requested headers: the names
+    given outright, and each requested header that a NAME* pattern covers (no wildcard is
+    sent: `*` would not cover Authorization)."""
+    exact = [pattern for pattern in patterns if not pattern.endswith("*")]
+    prefixes = tuple(pattern[:-1].lower() for pattern in patterns if pattern.endswith("*"))
+
+    def allowed(requested: str | None) -> str:
+        names = list(exact)
+        known = {name.lower() for name in names}
+        for name in (part.strip() for part in (requested or "").split(",")):
+            if name and name.lower() not in known and name.lower().startswith(prefixes):
+                names.append(name)
+                known.add(name.lower())
+        return ", ".join(names)
+
+    return allowed
+
+
 def cors(settings: Settings) -> Middleware:
     """Answers CORS preflight requests for the origins the flags name, and nobody else's
     (the headers of every other response are set by `response_headers`)."""
     allowed = allowed_origin(settings)
     methods = ", ".join(settings.cors_allowed_methods)
-    headers = ", ".join(settings.cors_allowed_headers)
+    allowed_headers = header_matcher(settings.cors_allowed_headers)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -173,7 +192,9 @@ def cors(settings: Settings) -> Middleware:
                 headers={
                     "Access-Control-Allow-Origin": origin,
                     "Access-Control-Allow-Methods": methods,
-                    "Access-Control-Allow-Headers": headers,
+                    "Access-Control-Allow-Headers": allowed_headers(
+                        request.headers.get("Access-Control-Request-Headers")
+                    ),
                     "Access-Control-Max-Age": "600",
                     "Vary": "Origin",
                 },

@@ -20,7 +20,7 @@ from gateway.openai.context import GatewayState
 from gateway.openai.logprobs import chat_logprobs
 from gateway.openai.pipeline import StageFactory
 from gateway.openai.resolve import resolve_target
-from gateway.openai.sampling import check_common, check_room, generation_request, unsupported
+from gateway.openai.sampling import chat_max_tokens, check_common, generation_request, unsupported
 from gateway.openai.tools import ToolPlan, plan_tools_off_loop
 from gateway.settings import per_model
 from gateway.sse import ChunkFramer
@@ -221,13 +221,18 @@ async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_req
     tokenizer = state.tokenizers.tools(model.name, model.adds_special_tokens)
     if tokenizer is not None:
         prompt = tokenizer.text_input(prompt)  # no BOS text the backend would add once more
-        requested = body.max_completion_tokens or body.max_tokens
-        await check_room(state.model_files.max_model_len(model), prompt, requested, tokenizer)
+    max_tokens = await chat_max_tokens(
+        body.max_completion_tokens or body.max_tokens,
+        state.model_files.max_model_len(model),
+        prompt,
+        tokenizer,
+        state.settings.default_chat_max_tokens,
+    )
     generation = generation_request(
         body,
         request_id=triton_request_id,
         prompt=prompt,
-        max_tokens=body.max_completion_tokens or body.max_tokens or state.settings.default_max_tokens,
+        max_tokens=max_tokens,
         guided=tools.guided or structured.guided,
         vocab_size=tokenizer.vocab_size() if tokenizer else None,
         logprobs=(body.top_logprobs or 0) if body.logprobs else None,

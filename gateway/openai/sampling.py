@@ -68,6 +68,34 @@ def checked_stop_token_ids(token_ids: list[int] | None, vocab_size: int | None) 
 INLINE_COUNT_CHARS = 16384
 
 
+async def count_prompt(prompt: str, tokenizer: TokenizerTools) -> int:
+    """The prompt's tokens as its backend counts them; a long prompt is counted off the loop."""
+    if len(prompt) <= INLINE_COUNT_CHARS:
+        return tokenizer.prompt_tokens(prompt)
+    return await asyncio.to_thread(tokenizer.prompt_tokens, prompt)
+
+
+async def chat_max_tokens(
+    requested: int | None, max_model_len: int | None, prompt: str, tokenizer: TokenizerTools | None, default: int
+) -> int:
+    """A chat request's max_tokens: the one it asks for (if it fits the context), else what is
+    left of the context when the model's length is known (as vLLM's own server does), else
+    `default` (--default-chat-max-tokens)."""
+    if requested is not None:
+        await check_room(max_model_len, prompt, requested, tokenizer)
+        return requested
+    if max_model_len is None or tokenizer is None:
+        return default
+    prompt_tokens = await count_prompt(prompt, tokenizer)
+    if prompt_tokens >= max_model_len:
+        raise InvalidRequest(
+            f"This model's maximum context length is {max_model_len} tokens; the prompt alone has {prompt_tokens}.",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    return max_model_len - prompt_tokens
+
+
 async def check_room(
     max_model_len: int | None, prompt: str, requested: int | None, tokenizer: TokenizerTools | None
 ) -> None:
@@ -84,10 +112,7 @@ async def check_room(
     # A token holds at least one byte and a character at most four: short prompts surely fit.
     if tokenizer is None or len(prompt) * 4 + 2 + requested <= max_model_len:
         return
-    if len(prompt) <= INLINE_COUNT_CHARS:
-        prompt_tokens = tokenizer.prompt_tokens(prompt)
-    else:
-        prompt_tokens = await asyncio.to_thread(tokenizer.prompt_tokens, prompt)
+    prompt_tokens = await count_prompt(prompt, tokenizer)
     if prompt_tokens + requested > max_model_len:
         raise InvalidRequest(
             f"This model's maximum context length is {max_model_len} tokens. However, you requested "

@@ -54,10 +54,15 @@ async def test_default_max_tokens_applies_when_unset(aiohttp_client, settings) -
 
     from gateway.app import create_app
 
-    client = await aiohttp_client(create_app(replace(settings, default_max_tokens=4)))
-    body = await (await chat(client, temperature=0)).json()
+    # Chat: the default applies to models whose context length is not known (the ensemble's);
+    # text completions keep their own default.
+    client = await aiohttp_client(create_app(replace(settings, default_chat_max_tokens=4, default_max_tokens=3)))
+    body = await (await chat(client, model="ensemble", temperature=0)).json()
     assert body["usage"]["completion_tokens"] == 4
     assert body["choices"][0]["finish_reason"] == "length"
+    completion = await client.post("/v1/completions", json={"model": "vllm_model", "prompt": "Hi", "temperature": 0})
+    body = await completion.json()
+    assert body["usage"]["completion_tokens"] == 3 and body["choices"][0]["finish_reason"] == "length"
 
 
 async def test_stop_strings_end_the_reply_before_the_stop(client) -> None:
@@ -196,3 +201,17 @@ async def test_token_id_prompts_reach_vllm_as_given(client, tokenizer) -> None: 
     response = await client.post("/v1/completions", json=body)
     assert response.status == 200
     assert (await response.json())["usage"]["prompt_tokens"] == len(ids)
+
+
+async def test_a_chat_request_without_a_limit_runs_to_the_end_of_the_context(client, settings) -> None:  # type: ignore[no-untyped-def]
+    """vllm_model's model.json says max_model_len 256: a chat request that sets no max_tokens
+    may use what the prompt leaves of it, as on vLLM's own server (not 16 tokens)."""
+    messages = [{"role": "user", "content": "Hello there"}]
+    body = {"model": "vllm_model", "messages": messages, "temperature": 0, "ignore_eos": True}
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status == 200, await response.text()
+    usage = (await response.json())["usage"]
+    assert usage["prompt_tokens"] + usage["completion_tokens"] == 256
+    completion = await client.post("/v1/completions", json={"model": "vllm_model", "prompt": "Hi", "ignore_eos": True})
+    # The legacy API keeps its own default (OpenAI's 16; the tests' settings say 64).
+    assert (await completion.json())["usage"]["completion_tokens"] == settings.default_max_tokens

@@ -64,6 +64,14 @@ async def test_cors_only_for_the_origins_the_flags_name(aiohttp_client, settings
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
     other = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
     assert (await client.options("/v1/chat/completions", headers=other)).status == 403
+    # The openai SDK in a browser sends its own headers; the default list lets them through.
+    sdk_headers = "authorization, content-type, x-stainless-os, x-stainless-retry-count, openai-project, x-evil"
+    response = await client.options(
+        "/v1/chat/completions", headers={**preflight, "Access-Control-Request-Headers": sdk_headers}
+    )
+    allowed = {name.strip().lower() for name in response.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"authorization", "content-type", "x-stainless-os", "x-stainless-retry-count", "openai-project"} <= allowed
+    assert "x-evil" not in allowed and "*" not in allowed
     streamed = await client.post(
         "/v1/chat/completions", json={**CHAT, "stream": True}, headers={"Origin": "https://app.example"}
     )
@@ -133,6 +141,7 @@ async def test_metrics_cover_requests_tokens_and_latency(aiohttp_client, setting
     assert re.search(r'gateway_completion_tokens_total\{model="vllm_model"\} [1-9]', text)
     assert "gateway_requests_in_flight" in text
     assert "nv_inference_request_success" in text  # Triton's own metrics, merged in
+    assert not re.search(r"^gateway_\w+_created", text, re.MULTILINE)  # no _created twin of each series
 
 
 def test_sigterm_lets_in_flight_streams_finish(triton, tmp_path) -> None:  # type: ignore[no-untyped-def]
