@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import msgspec
 
+from gateway.errors import StartupError
 from gateway.logs import configure_logging
 from gateway.settings import Kind, Option, Settings, flag_of, option_of, problems, split_csv
 
@@ -222,11 +223,15 @@ def _settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Setting
 def main(argv: Sequence[str] | None = None) -> None:
     settings = parse_settings(argv)
     configure_logging(settings.log_level, settings.log_format)
-    if settings.workers > 1:
-        from gateway.workers import supervise
+    try:
+        if settings.workers > 1:
+            from gateway.workers import supervise
 
-        supervise(settings)
-        return
-    from gateway.app import run
+            supervise(settings)
+            return
+        from gateway.app import run
 
-    run(settings)
+        run(settings)
+    except StartupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

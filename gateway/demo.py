@@ -16,7 +16,6 @@ from typing import Any
 from aiohttp import web
 
 from gateway.app import run
-from gateway.http.state import STATE
 from gateway.localtriton import LocalTriton, TritonStartError
 from gateway.logs import configure_logging
 from gateway.processes import die_with_parent
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     def announce(app: web.Application) -> None:
-        print(app[STATE].registry.table(), flush=True)
+        # (The model table was logged once already, when the models were first read.)
         print(f"Gateway ready: http://{args.host}:{args.openai_port}/v1   (Ctrl-C to stop)", flush=True)
 
     try:

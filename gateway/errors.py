@@ -144,3 +144,8 @@ def validation_error(exc: msgspec.ValidationError) -> InvalidRequest:
         param = f"{param}.{missing.group(1)}" if param else missing.group(1)
     message = f"Invalid value for '{param}': {text}" if param else f"Invalid request body: {text}"
     return InvalidRequest(message, param=param or None, code="invalid_value")
+
+
+class StartupError(Exception):
+    """What stops the gateway as it starts (a port taken, a tokenizer that cannot be loaded):
+    its message is the one line the operator reads, with the fix."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gateway.backends.alignment import cut_at
 from gateway.chat.integrity import ControlTokens
-from gateway.errors import APIError, InvalidRequest
+from gateway.errors import APIError, InvalidRequest, StartupError
 from gateway.generation import TokenizerTools
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,26 @@ class TokenizerStore:
         cannot be loaded: a typo should stop the gateway at start, not at first request."""
         for source in self.sources:
             if source not in self._loaded:
-                tokenizer = self._loaded[source] = await asyncio.to_thread(self._load, source)
+                try:
+                    tokenizer = self._loaded[source] = await asyncio.to_thread(self._load, source)
+                except Exception as exc:  # noqa: BLE001 - whatever the loader says, the gateway cannot start
+                    raise StartupError(_load_failure(source, exc)) from None
                 self._control_tokens[source] = await asyncio.to_thread(ControlTokens.of, tokenizer)
 
     def _load(self, source: str) -> Any:
+        """The tokenizer from a local directory or the local Hugging Face cache, else from the
+        Hub, which is asked only once it answers at all (offline, the Hub's own retries would
+        take most of a minute)."""
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        except OSError:
+            if os.path.isdir(source) or os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0"):
+                raise
+            _check_hub_reachable()
+            tokenizer = AutoTokenizer.from_pretrained(source)
         if self._template is not None:
             tokenizer.chat_template = self._template
         log.info("Loaded tokenizer %s", source)
@@ -138,6 +151,34 @@ class TokenizerStore:
         if source not in self._self_added_bos:
             self._self_added_bos[source] = self_added_bos(tokenizer)
         return ModelTokenizer(tokenizer, self._self_added_bos[source], adds_special_tokens)
+
+
+HUB_PROBE_SECONDS = 3.0
+
+
+def _check_hub_reachable() -> None:
+    """Raise OSError unless the Hugging Face endpoint (HF_ENDPOINT) accepts a connection soon."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    address = urlsplit(constants.ENDPOINT)
+    port = address.port or (443 if address.scheme == "https" else 80)
+    with socket.create_connection((address.hostname or "", port), timeout=HUB_PROBE_SECONDS):
+        pass
+
+
+def _load_failure(source: str, exc: Exception) -> str:
+    """One line: which tokenizer, why, and what to do."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if os.path.isdir(source):
+        fix = "check that the directory holds a tokenizer (tokenizer.json or tokenizer_config.json)"
+    else:
+        fix = (
+            "give a local tokenizer directory, or a Hugging Face id the machine can download (HF_TOKEN for gated "
+            "models; it is then cached for offline starts)"
+        )
+    return f"the tokenizer '{source}' could not be loaded ({reason[:200]}); {fix} (--tokenizer)"
 
 
 def self_added_bos(tokenizer: Any) -> tuple[str, int] | None:

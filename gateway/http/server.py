@@ -17,6 +17,7 @@ from typing import cast
 
 from aiohttp import web
 
+from gateway.errors import StartupError
 from gateway.http.middleware import CONNECTIONS, IN_FLIGHT, SHUTDOWN
 from gateway.settings import Settings
 
@@ -143,11 +144,19 @@ async def serve(
         access_log=access_log,
         shutdown_timeout=FAREWELL_SECONDS,
     )
-    await runner.setup()
-    guard.protocol_factory = runner.server
     listening: asyncio.Server | None = None
     try:
-        listening = await loop.create_server(guard, settings.host, settings.openai_port, reuse_port=reuse_port or None)
+        await runner.setup()
+        guard.protocol_factory = runner.server
+        try:
+            listening = await loop.create_server(
+                guard, settings.host, settings.openai_port, reuse_port=reuse_port or None
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {settings.host}:{settings.openai_port} ({exc.strerror or exc}); "
+                "if another process has the port, choose another with --openai-port"
+            ) from None
         if announce is not None:
             announce()
         await stop.wait()

@@ -13,7 +13,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from gateway.access import Access, AccessGuard, ApiGroup, Policy, kserve_admin_policy
 from gateway.capacity import Capacity
-from gateway.errors import APIError
+from gateway.errors import APIError, StartupError
 from gateway.settings import Settings
 from gateway.triton.targets import SPREAD_SERVICE_CONFIG, parse_target
 
@@ -86,7 +86,13 @@ class KServeProxy:
             ]
         )
         self._server.add_generic_rpc_handlers([self._handlers()])
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        try:
+            self.port = self._server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:
+            raise StartupError(
+                f"cannot listen on {host}:{port} for the KServe gRPC pass-through; if another process has "
+                "the port (a Triton beside the gateway has 8001), choose another with --kserve-grpc-port"
+            ) from None
         await self._server.start()
         log.info("KServe gRPC pass-through on %s:%s", host, self.port)
 

@@ -78,6 +78,7 @@ def test_prints_the_model_table_and_the_url(demo: Demo) -> None:
     assert re.search(r"\| trtllm-stand-in\s+\| 1\s+\| tensorrtllm-ensemble\s+\| served", output)
     assert re.search(r"\| tensorrt_llm\s+\| 1\s+\| -\s+\| not served", output)
     assert f"Gateway ready: http://127.0.0.1:{demo.port}/v1" in output
+    assert len(re.findall(r"\| Model\s+\| Version", output)) == 1  # the table prints once
 
 
 CURL_EXAMPLES = [block for block in readme_blocks("bash") if block.startswith("curl")]
