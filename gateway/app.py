@@ -162,10 +162,9 @@ def run(
         if announce is not None:
             announce(app)
 
-    access_log = log if log.isEnabledFor(logging.DEBUG) else None
     loop = new_event_loop()
     try:
-        loop.run_until_complete(serve(app, settings, announce=started, reuse_port=reuse_port, access_log=access_log))
+        loop.run_until_complete(serve(app, settings, announce=started, reuse_port=reuse_port))
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()

@@ -35,9 +35,10 @@ class Sampling:
 SAMPLING_FIELDS = tuple(spec.name for spec in fields(Sampling))
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """One sequence to generate, whatever the API or backend."""
+    """One sequence to generate, whatever the API or backend; complete once planned (frozen:
+    a choice's copy is made with dataclasses.replace)."""
 
     request_id: str
     prompt: str

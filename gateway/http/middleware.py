@@ -29,11 +29,13 @@ from gateway.errors import (
     ShuttingDown,
     TooManyRequests,
 )
-from gateway.logs import request_id_var
+from gateway.logs import ACCESS_FIELDS, access_line, request_id_var
 from gateway.metrics import Metrics
 from gateway.settings import Settings
+from schemas.responses import Usage
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("gateway.access")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 DEADLINE = web.RequestKey("deadline", float)  # loop time by which the request must be done
@@ -131,15 +133,33 @@ def request_context(metrics: Metrics) -> Middleware:
                 watcher.request_finished(request)
             tasks.discard(task)
             metrics.in_flight.dec()
-            metrics.e2e.labels(route).observe(time.perf_counter() - started)
+            duration = time.perf_counter() - started
+            metrics.e2e.labels(route).observe(duration)
             model = request.get(MODEL_NAME, "")
             metrics.requests.labels(route, model, str(status)).inc()
+            _log_access(request, status, duration, model)
             request_id_var.reset(token)
 
     return middleware
 
 
+def _log_access(request: web.Request, status: int, duration: float, model: str) -> None:
+    """The request's access line (its id comes with every line of this task)."""
+    usage = request.get(USAGE)
+    fields = {
+        "method": request.method,
+        "path": request.path,
+        "status": status,
+        "duration_s": round(duration, 6),
+        "model": model or None,
+        "prompt_tokens": usage.prompt_tokens if usage is not None else None,
+        "completion_tokens": usage.completion_tokens if usage is not None else None,
+    }
+    access_log.info("%s", access_line(fields), extra={ACCESS_FIELDS: fields})
+
+
 MODEL_NAME = web.RequestKey("model_name", str)  # set once the model is known, for metric labels
+USAGE = web.RequestKey("usage", Usage)  # set once a generation's usage is known, for the access line
 STARTED = web.RequestKey("started", float)  # perf_counter() when the request arrived
 
 

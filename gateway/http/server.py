@@ -129,7 +129,6 @@ async def serve(
     *,
     announce: Callable[[], None] | None = None,
     reuse_port: bool = False,
-    access_log: logging.Logger | None = None,
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM, then drain."""
     stop = asyncio.Event()
@@ -141,7 +140,7 @@ async def serve(
         app,
         handler_cancellation=True,  # a client that disconnects cancels its Triton request
         keepalive_timeout=settings.keepalive_timeout,
-        access_log=access_log,
+        access_log=None,  # the gateway writes its own access lines (gateway.access), with the request id
         shutdown_timeout=FAREWELL_SECONDS,
     )
     listening: asyncio.Server | None = None

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway.errors import APIError, BadGateway, GatewayTimeout, ShuttingDown
 from gateway.generation import Delta, TokenizerTools
-from gateway.http.middleware import DEADLINE, MODEL_NAME, STARTED, cancelled_by_shutdown, within_deadline
+from gateway.http.middleware import DEADLINE, MODEL_NAME, STARTED, USAGE, cancelled_by_shutdown, within_deadline
 from gateway.http.stall import StallWatch
 from gateway.http.state import state_of
 from gateway.metrics import Metrics
@@ -73,6 +73,8 @@ async def generate_choices(
         await structured.check_output_async(choice.text)
     usage = total_usage(choices, tokenizer)
     record_usage(state.metrics, model.name, usage)
+    if usage is not None:
+        request[USAGE] = usage
     return usage
 
 
@@ -158,6 +160,8 @@ async def serve_stream(
                 last_chunk = now
             usage = total_usage(choices, tokenizer)
             record_usage(metrics, model, usage)
+            if usage is not None:
+                request[USAGE] = usage
             if include_usage:
                 out += formatter.usage_chunk(usage)
         except APIError as error:

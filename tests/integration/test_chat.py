@@ -215,3 +215,22 @@ async def test_a_chat_request_without_a_limit_runs_to_the_end_of_the_context(cli
     completion = await client.post("/v1/completions", json={"model": "vllm_model", "prompt": "Hi", "ignore_eos": True})
     # The legacy API keeps its own default (OpenAI's 16; the tests' settings say 64).
     assert (await completion.json())["usage"]["completion_tokens"] == settings.default_max_tokens
+
+
+async def test_the_access_line_carries_the_request_id_and_the_usage(gateway_process, gateway_log) -> None:  # type: ignore[no-untyped-def]
+    import aiohttp
+
+    body = {"model": "vllm_model", "messages": user("Hello there"), "max_tokens": 8}
+    async with aiohttp.ClientSession() as session:
+        for stream in (False, True):
+            request_id = f"access-{int(stream)}-{id(session)}"
+            response = await session.post(
+                f"{gateway_process}/v1/chat/completions",
+                json={**body, "stream": stream},
+                headers={"X-Request-Id": request_id},
+            )
+            await response.read()
+            lines = [line for line in gateway_log.read_text().splitlines() if f"[{request_id}]" in line]
+            access = [line for line in lines if "gateway.access" in line]
+            assert len(access) == 1 and "POST /v1/chat/completions 200" in access[0]
+            assert "model=vllm_model tokens=" in access[0]

@@ -39,3 +39,18 @@ def test_json_lines() -> None:
         request_id_var.reset(token)
     line = json.loads(stream.getvalue())
     assert line["request_id"] == "req-7" and line["message"] == "slow client" and line["level"] == "WARNING"
+
+
+def test_json_times_are_iso_8601_utc_and_access_fields_are_fields() -> None:
+    from datetime import datetime
+
+    from gateway.logs import ACCESS_FIELDS, access_line
+
+    logger, stream = capture(JsonFormatter())
+    fields = {"method": "POST", "path": "/v1/chat/completions", "status": 200, "duration_s": 0.25}
+    fields |= {"model": "m", "prompt_tokens": 3, "completion_tokens": 5}
+    logger.info("%s", access_line(fields), extra={ACCESS_FIELDS: fields})
+    line = json.loads(stream.getvalue())
+    assert datetime.fromisoformat(line["time"]).utcoffset() is not None and line["time"].endswith("+00:00")
+    assert {key: line[key] for key in fields} == fields
+    assert line["message"] == "POST /v1/chat/completions 200 0.250s model=m tokens=3+5"
