@@ -156,12 +156,18 @@ class TokenizerStore:
 HUB_PROBE_SECONDS = 3.0
 
 
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
 def _check_hub_reachable() -> None:
-    """Raise OSError unless the Hugging Face endpoint (HF_ENDPOINT) accepts a connection soon."""
+    """Raise OSError unless the Hugging Face endpoint (HF_ENDPOINT) accepts a connection soon.
+    Behind a proxy the Hub is reached through it, so there is nothing to probe directly."""
     from urllib.parse import urlsplit
 
     from huggingface_hub import constants
 
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return
     address = urlsplit(constants.ENDPOINT)
     port = address.port or (443 if address.scheme == "https" else 80)
     with socket.create_connection((address.hostname or "", port), timeout=HUB_PROBE_SECONDS):
