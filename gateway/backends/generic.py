@@ -21,8 +21,15 @@ from gateway.errors import APIError, InvalidRequest
 from gateway.generation import GenerationRequest, TokenizerTools
 from gateway.triton.registry import ModelInfo
 
-# Sampling field -> the input a plain text model may declare for it (the others are not sent).
-_SAMPLING_INPUTS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed"}
+# Request field -> the input a plain text model may declare for it (the other sampling fields
+# are not sent).
+_NUMBER_INPUTS = {
+    "max_tokens": "max_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "seed": "seed",
+}
 # What only the model could do, and the request field that asks for it.
 _NEEDS_THE_MODEL = {"images": "messages", "lora_name": "model"}
 _SAMPLING_NEEDS_THE_MODEL = ("logit_bias", "stop_token_ids")
@@ -43,7 +50,7 @@ class GenericTextAdapter:
             builder.add_bool("stream", request.stream and self.model.decoupled)
         values = {"max_tokens": request.max_tokens, **request.sampling.given()}
         for field, value in values.items():
-            name = "max_tokens" if field == "max_tokens" else _SAMPLING_INPUTS.get(field)
+            name = _NUMBER_INPUTS.get(field)
             if name is not None and self.model.accepts(name):
                 datatype = self.model.inputs[name].datatype
                 builder.add_number(name, datatype, value if datatype.startswith("FP") else int(value))

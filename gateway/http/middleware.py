@@ -145,6 +145,8 @@ def request_context(metrics: Metrics) -> Middleware:
 
 def _log_access(request: web.Request, status: int, duration: float, model: str) -> None:
     """The request's access line (its id comes with every line of this task)."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
     usage = request.get(USAGE)
     fields = {
         "method": request.method,

@@ -45,7 +45,7 @@ class GuardedConnection(asyncio.Protocol):
         self.in_request = False  # from a request's complete headers to the end of its handling
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._guard.opened(self)
+        self._guard.opened()
         self._inner.connection_made(transport)
         limit = self._guard.max_connections
         if limit is not None and self._guard.open_connections > limit:
@@ -53,7 +53,7 @@ class GuardedConnection(asyncio.Protocol):
             transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._guard.closed(self)
+        self._guard.closed(self._inner)
         self.stop_header_timer()
         self._inner.connection_lost(exc)
 
@@ -104,12 +104,12 @@ class ConnectionGuard:
         self._by_protocol[id(inner)] = connection
         return connection
 
-    def opened(self, connection: GuardedConnection) -> None:
+    def opened(self) -> None:
         self.open_connections += 1
 
-    def closed(self, connection: GuardedConnection) -> None:
+    def closed(self, inner: web.RequestHandler) -> None:
         self.open_connections -= 1
-        self._by_protocol = {key: value for key, value in self._by_protocol.items() if value is not connection}
+        self._by_protocol.pop(id(inner), None)
 
     def request_started(self, request: web.BaseRequest) -> None:
         connection = self._by_protocol.get(id(request.protocol))

@@ -16,7 +16,6 @@ from gateway.generation import Delta, TokenizerTools
 from gateway.http.middleware import DEADLINE, MODEL_NAME, STARTED, USAGE, cancelled_by_shutdown, within_deadline
 from gateway.http.stall import StallWatch
 from gateway.http.state import state_of
-from gateway.metrics import Metrics
 from gateway.openai.choices import Choice, total_usage
 from gateway.openai.pipeline import StageFactory, choice_deltas, run_to_end
 from gateway.sse import DONE, error_frame, open_event_stream
@@ -65,16 +64,12 @@ async def generate_choices(
 ) -> Usage | None:
     """Run every choice to its end within the request's deadline, through the delta pipeline
     (the choices then hold the answer); the usage, recorded in the metrics."""
-    state = state_of(request)
-    deltas = state.engine.stream_many(model, [choice.request for choice in choices], tokenizer)
     async with within_deadline(request):
-        await run_to_end(deltas, choices, stages)
+        await run_to_end(_engine_deltas(request, choices, model, tokenizer), choices, stages)
     for choice in choices:
         await structured.check_output_async(choice.text)
     usage = total_usage(choices, tokenizer)
-    record_usage(state.metrics, model.name, usage)
-    if usage is not None:
-        request[USAGE] = usage
+    record_usage(request, model.name, usage)
     return usage
 
 
@@ -86,14 +81,23 @@ def stream_choices(
     stages: Sequence[StageFactory] = (),
 ) -> AsyncGenerator[tuple[int, Delta], None]:
     """The choices' deltas as they come, through the delta pipeline."""
-    deltas = state_of(request).engine.stream_many(model, [choice.request for choice in choices], tokenizer)
-    return choice_deltas(deltas, choices, stages)
+    return choice_deltas(_engine_deltas(request, choices, model, tokenizer), choices, stages)
 
 
-def record_usage(metrics: Metrics, model: str, usage: Usage | None) -> None:
+def _engine_deltas(
+    request: web.Request, choices: list[Choice], model: ModelInfo, tokenizer: TokenizerTools | None
+) -> AsyncGenerator[tuple[int, Delta], None]:
+    """Every choice's request run on Triton side by side, as (choice index, delta)."""
+    return state_of(request).engine.stream_many(model, [choice.request for choice in choices], tokenizer)
+
+
+def record_usage(request: web.Request, model: str, usage: Usage | None) -> None:
+    """The request's usage: counted in the metrics and kept for its access line."""
     if usage is not None:
+        metrics = state_of(request).metrics
         metrics.prompt_tokens.labels(model).inc(usage.prompt_tokens)
         metrics.completion_tokens.labels(model).inc(usage.completion_tokens)
+        request[USAGE] = usage
 
 
 async def serve_stream(
@@ -159,9 +163,7 @@ async def serve_stream(
                 metrics.itl.labels(model).observe(now - last_chunk)
                 last_chunk = now
             usage = total_usage(choices, tokenizer)
-            record_usage(metrics, model, usage)
-            if usage is not None:
-                request[USAGE] = usage
+            record_usage(request, model, usage)
             if include_usage:
                 out += formatter.usage_chunk(usage)
         except APIError as error:

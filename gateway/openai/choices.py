@@ -35,7 +35,9 @@ class Choice:
             self.parts.append(delta.text)
             self.length += len(delta.text)
         if delta.logprobs is not None:
-            self.logprobs = [*(self.logprobs or ()), *delta.logprobs]
+            if self.logprobs is None:
+                self.logprobs = []
+            self.logprobs.extend(delta.logprobs)
         if delta.tool_calls:
             self.tool_calls += delta.tool_calls
         if delta.cumulative_logprob is not None:
