@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-LINT_PATHS := gateway schemas tests deploy
+LINT_PATHS := gateway schemas tests standin
 RUFF_OPTS := --line-length 120 --target-version py311
 
 .PHONY: install run test system-deps unit integration lint format image-venv bench bench-aiperf soak clean
@@ -80,7 +80,7 @@ AIPERF_OUTPUT_TOKENS ?= 128
 bench-aiperf:
 	@test -x $(AIPERF_VENV)/bin/aiperf || ($(PYTHON) -m venv $(AIPERF_VENV) && $(AIPERF_VENV)/bin/pip install --quiet aiperf)
 	$(AIPERF_VENV)/bin/aiperf profile --url http://127.0.0.1:9000 --endpoint-type chat --streaming \
-		--model vllm-stand-in --tokenizer $(CURDIR)/deploy/tokenizer \
+		--model vllm-stand-in --tokenizer $(CURDIR)/standin/tokenizer \
 		--output-tokens-mean $(AIPERF_OUTPUT_TOKENS) --output-tokens-stddev 0 --extra-inputs ignore_eos:true \
 		$(AIPERF_ARGS) \
 		--artifact-dir $(CURDIR)/bench-results/aiperf

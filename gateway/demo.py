@@ -1,7 +1,7 @@
 """`make run`: a local tritonserver with the demo models, and the gateway in front of it.
 
-The demo models in deploy/models are CPU stand-ins served by this project's stand-in vLLM
-backend (deploy/backends/vllm); the tokenizer is deploy/tokenizer. Ctrl-C or SIGTERM stops
+The demo models in standin/models are CPU stand-ins served by this project's stand-in vLLM
+backend (standin/backends/vllm); the tokenizer is standin/tokenizer. Ctrl-C or SIGTERM stops
 both processes. To use a real Triton instead, run `python -m gateway --triton-url ...`.
 """
 
@@ -21,7 +21,8 @@ from gateway.logs import configure_logging
 from gateway.processes import die_with_parent
 from gateway.settings import Settings
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+ROOT = Path(__file__).resolve().parent.parent
+STAND_INS = ROOT / "standin"  # the CPU stand-in backends, demo models and tokenizer
 
 log = logging.getLogger("gateway.demo")
 
@@ -29,16 +30,16 @@ log = logging.getLogger("gateway.demo")
 def stand_in_triton(model_repository: Path, **options: Any) -> LocalTriton:
     """A local tritonserver with this project's stand-in backends (`vllm`, `tensorrtllm`)
     and the stand-ins' shared code importable by Python models."""
-    backends = [DEPLOY / "backends" / "vllm", DEPLOY / "backends" / "tensorrtllm"]
-    return LocalTriton(model_repository=model_repository, python_backends=backends, python_path=[DEPLOY], **options)
+    backends = [STAND_INS / "backends" / "vllm", STAND_INS / "backends" / "tensorrtllm"]
+    return LocalTriton(model_repository=model_repository, python_backends=backends, python_path=[ROOT], **options)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m gateway.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address of the gateway")
     parser.add_argument("--openai-port", type=int, default=9000, help="port of the gateway")
-    parser.add_argument("--model-repository", type=Path, default=DEPLOY / "models")
-    parser.add_argument("--tokenizer", default=str(DEPLOY / "tokenizer"))
+    parser.add_argument("--model-repository", type=Path, default=STAND_INS / "models")
+    parser.add_argument("--tokenizer", default=str(STAND_INS / "tokenizer"))
     parser.add_argument("--log-level", default="INFO", type=str.upper)
     return parser.parse_args(argv)
 

@@ -27,7 +27,7 @@ from gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_REPOSITORY = ROOT / "tests" / "model_repository"
-TOKENIZER_DIR = ROOT / "deploy" / "tokenizer"
+TOKENIZER_DIR = ROOT / "standin" / "tokenizer"
 GUIDED_LEGACY = "vllm_guided_legacy=guided_decoding"  # an r25.01-r25.10 vLLM model
 LORA_SEPARATOR = "::"
 TOOL_PARSERS = ("hermes", "ensemble=mistral", "tensorrt_llm_bls=llama3", "vllm_legacy=llama3")

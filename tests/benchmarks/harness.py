@@ -33,7 +33,7 @@ from tests.benchmarks.sse_micro import chunks_per_second
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_BACKEND = Path(__file__).resolve().parent / "backends" / "vllm"
 VLLM_CONFIG = ROOT / "tests" / "model_repository" / "vllm_model" / "config.pbtxt"
-TOKENIZER = ROOT / "deploy" / "tokenizer"
+TOKENIZER = ROOT / "standin" / "tokenizer"
 PROMPT_MESSAGES = [{"role": "user", "content": "Benchmark prompt."}]
 
 

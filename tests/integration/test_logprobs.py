@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from deploy.standin.text import token_logprob
+from standin.text import token_logprob
 from tests.conftest import sse_events, user
 
 TRTLLM_MODELS = ["ensemble", "tensorrt_llm_bls", "tensorrt_llm_bls_accumulate"]

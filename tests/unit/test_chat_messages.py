@@ -9,7 +9,7 @@ from gateway.errors import InvalidRequest
 from gateway.openai.chat import template_messages
 from schemas.requests import AudioPart, ChatMessage, ImagePart, ImageURL, TextPart
 
-TOKENIZER = str(Path(__file__).resolve().parents[2] / "deploy" / "tokenizer")
+TOKENIZER = str(Path(__file__).resolve().parents[2] / "standin" / "tokenizer")
 
 
 def test_messages_become_template_dicts() -> None:

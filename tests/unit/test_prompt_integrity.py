@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from deploy.tokenizer.build import SPECIAL_TOKENS
 from gateway.chat.integrity import (
     RESERVED_TEMPLATE_VARIABLES,
     ControlTokens,
@@ -20,8 +19,9 @@ from gateway.chat.template import TokenizerStore
 from gateway.errors import InvalidRequest
 from gateway.openai.chat import template_messages
 from schemas.requests import ChatMessage, ImagePart, ImageURL, TextPart
+from standin.tokenizer.build import SPECIAL_TOKENS
 
-TOKENIZER = str(Path(__file__).resolve().parents[2] / "deploy" / "tokenizer")
+TOKENIZER = str(Path(__file__).resolve().parents[2] / "standin" / "tokenizer")
 ORDINARY = [
     "",
     "plain words",

@@ -1,4 +1,4 @@
-"""Stand-in model: see deploy/standin/trtllm.py."""
+"""Stand-in model: see standin/trtllm.py."""
 
 import os
 import sys

@@ -4,7 +4,7 @@ A small byte-level BPE trained on the text below, with the special tokens and th
 chat template the stand-in models understand. Like Llama 3's, it adds its BOS token on
 every encode with special tokens (and its chat template writes the BOS text too), so a
 serving path that tokenizes a rendered chat prompt with special tokens doubles the BOS. Run it again after changing the corpus
-or the template:  .venv/bin/python deploy/tokenizer/build.py
+or the template:  .venv/bin/python standin/tokenizer/build.py
 """
 
 from __future__ import annotations
