@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.access import AccessGuard
 from gateway.backends.base import BackendOptions
+from gateway.backends.flavours import FLAVOURS
 from gateway.capacity import Capacity
 from gateway.chat.template import TokenizerStore
 from gateway.engine import Engine
@@ -115,7 +116,7 @@ def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity, guard: 
         engine = Engine(client, BackendOptions(structured_outputs_keys=settings.structured_outputs_key))
         registry = ModelRegistry(
             client,
-            served_flavours=engine.flavours,
+            flavours=FLAVOURS,
             backend_override=settings.backend,
             refresh_interval=settings.model_refresh_interval,
         )

@@ -6,52 +6,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator
 
 from gateway.backends.base import BackendAdapter, BackendOptions, EmbeddingAdapter
-from gateway.backends.generic import GenericTextAdapter
-from gateway.backends.trtllm import TrtllmAdapter
-from gateway.backends.vllm import VllmAdapter
 from gateway.errors import BadGateway, InvalidRequest
 from gateway.generation import Delta, GenerationRequest, TokenizerTools
+from gateway.model_info import ModelInfo
 from gateway.triton.client import TritonClient, TritonErrorMessage
-from gateway.triton.flavours import Flavour
-from gateway.triton.registry import ModelInfo
 
 log = logging.getLogger(__name__)
 
-AdapterFactory = Callable[[ModelInfo, BackendOptions], BackendAdapter]
-
-ADAPTERS: Mapping[Flavour, AdapterFactory] = {
-    Flavour.VLLM: VllmAdapter,
-    Flavour.TRTLLM_ENSEMBLE: TrtllmAdapter,
-    Flavour.TRTLLM_BLS: TrtllmAdapter,
-    Flavour.TRTLLM_LLMAPI: TrtllmAdapter,
-    Flavour.GENERIC: GenericTextAdapter,
-}
-
 
 class Engine:
-    def __init__(
-        self,
-        client: TritonClient,
-        options: BackendOptions | None = None,
-        adapters: Mapping[Flavour, AdapterFactory] = ADAPTERS,
-    ) -> None:
+    def __init__(self, client: TritonClient, options: BackendOptions | None = None) -> None:
         self._client = client
         self._options = options or BackendOptions()
-        self._factories = adapters
         self._adapters: dict[tuple[str, str], BackendAdapter] = {}
 
-    @property
-    def flavours(self) -> frozenset[Flavour]:
-        return frozenset(self._factories)
-
     def adapter(self, model: ModelInfo) -> BackendAdapter:
+        """The model's flavour's adapter (one per model version); the registry serves only
+        models whose flavour has one."""
         key = (model.name, model.version)
         adapter = self._adapters.get(key)
         if adapter is None:
-            adapter = self._adapters[key] = self._factories[model.flavour](model, self._options)
+            factory = model.flavour.adapter
+            if factory is None:
+                raise InvalidRequest(f"The model '{model.name}' is not served here.", param="model")
+            adapter = self._adapters[key] = factory(model, self._options)
         return adapter
 
     async def stream(
@@ -73,11 +54,12 @@ class Engine:
                         if delta.finish_reason is not None:
                             return
                 except (GeneratorExit, asyncio.CancelledError):
-                    if model.flavour is Flavour.TRTLLM_BLS:
+                    if not model.flavour.stops_on_cancel:
                         log.warning(
-                            "request %s left unfinished: the BLS model '%s' does not stop on cancellation and "
+                            "request %s left unfinished: the %s model '%s' does not stop on cancellation and "
                             "generates up to %d tokens for it",
                             request.request_id,
+                            model.flavour,
                             model.name,
                             request.max_tokens,
                         )

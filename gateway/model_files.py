@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.model_info import ModelInfo
 from gateway.settings import per_model
-from gateway.triton.registry import ModelInfo
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.model_files import ModelFiles
-from gateway.triton.registry import ModelInfo
+from gateway.model_info import ModelInfo
 
 PROCESSOR_CONFIGS = ("preprocessor_config.json", "processor_config.json")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.access import ApiGroup
-from gateway.triton.flavours import BackendFamily
+from gateway.model_info import BackendFamily
 from gateway.triton.targets import TargetError, parse_target
 
 

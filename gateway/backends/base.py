@@ -12,9 +12,9 @@ from tritonclient.grpc import service_pb2 as pb
 
 from gateway.errors import APIError
 from gateway.generation import Delta, GenerationRequest, TokenizerTools
+from gateway.model_info import ModelInfo
 from gateway.settings import per_model
 from gateway.triton import tensors
-from gateway.triton.registry import ModelInfo
 
 STRUCTURED_OUTPUTS_KEYS = ("structured_outputs", "guided_decoding")
 

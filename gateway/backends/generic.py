@@ -19,7 +19,7 @@ from gateway.backends.errors import generic_backend_error, translate_triton_erro
 from gateway.backends.trtllm import TrtllmResponseReader
 from gateway.errors import APIError, InvalidRequest
 from gateway.generation import GenerationRequest, TokenizerTools
-from gateway.triton.registry import ModelInfo
+from gateway.model_info import Flavour, ModelInfo, ModelSignature
 
 # Request field -> the input a plain text model may declare for it (the other sampling fields
 # are not sent).
@@ -90,3 +90,10 @@ class GenericTextAdapter:
 
     def retryable(self, message: str, request: GenerationRequest) -> bool:
         return False
+
+
+def _is_plain_text(signature: ModelSignature, forced: bool) -> bool:
+    return "text_input" in signature.inputs and "text_output" in signature.outputs
+
+
+PLAIN_TEXT = Flavour("text", None, _is_plain_text, GenericTextAdapter)

@@ -27,9 +27,8 @@ from gateway.backends.errors import generic_backend_error, translate_triton_erro
 from gateway.backends.text import CumulativeText, DeltaText, StopStringFilter, cut_at_stop
 from gateway.errors import APIError, BackendError, InvalidRequest
 from gateway.generation import Delta, GenerationRequest, GuidedDecoding, Sampling, TokenizerTools
+from gateway.model_info import BackendFamily, Flavour, ModelInfo, ModelSignature
 from gateway.triton import tensors
-from gateway.triton.flavours import Flavour
-from gateway.triton.registry import ModelInfo
 
 # OpenAI field -> candidate input names, newest first (v0.19 renamed random_seed and min_length).
 _PIPELINE_INPUTS: dict[str, tuple[str, ...]] = {
@@ -89,7 +88,7 @@ class TrtllmAdapter:
 
     def __init__(self, model: ModelInfo, options: BackendOptions) -> None:
         self.model = model
-        self._llm_api = model.flavour is Flavour.TRTLLM_LLMAPI
+        self._llm_api = model.flavour is LLM_API
         table = _LLM_API_INPUTS if self._llm_api else _PIPELINE_INPUTS
         self._names = {field: next((n for n in names if model.accepts(n)), None) for field, names in table.items()}
         self._candidates = table
@@ -306,6 +305,69 @@ class TrtllmAdapter:
         if message == "Request was cancelled":
             return BackendError("The request was cancelled on the inference server.", code="cancelled")
         return generic_backend_error(message.removeprefix("Error generating request: "))
+
+
+# -- flavours: the pipeline's text models (ensemble, BLS), the LLM-API model, and the token-level
+# `tensorrt_llm` model, recognised but not served.
+
+
+def _takes_text(signature: ModelSignature) -> bool:
+    return "text_input" in signature.inputs
+
+
+def _is_token_level(signature: ModelSignature, forced: bool) -> bool:
+    return not forced and signature.backend == "tensorrtllm"
+
+
+def _is_llm_api(signature: ModelSignature, forced: bool) -> bool:
+    llm_api = any(name.startswith("sampling_param_") for name in signature.inputs)
+    return _takes_text(signature) and llm_api and (forced or signature.backend == "python")
+
+
+def _is_ensemble(signature: ModelSignature, forced: bool) -> bool:
+    laid_out = forced or "max_tokens" in signature.inputs
+    return _takes_text(signature) and signature.platform == "ensemble" and laid_out
+
+
+def _is_bls(signature: ModelSignature, forced: bool) -> bool:
+    laid_out = forced or (signature.backend == "python" and "max_tokens" in signature.inputs)
+    return _takes_text(signature) and laid_out
+
+
+def _ensemble_preprocessing(signature: ModelSignature) -> str | None:
+    """The ensemble step fed `text_input` as QUERY (the preprocessing model)."""
+    return next((model for model, inputs in signature.steps if inputs.get("QUERY") == "text_input"), None)
+
+
+def _bls_preprocessing(signature: ModelSignature) -> str | None:
+    return "preprocessing"  # the real BLS calls its preprocessing model by this fixed name
+
+
+TOKEN_LEVEL = Flavour(
+    "tensorrtllm-tokens",
+    BackendFamily.TENSORRTLLM,
+    _is_token_level,
+    None,
+    not_served="a token-level TensorRT-LLM model (token ids in and out); "
+    "use the pipeline's text model instead (e.g. 'ensemble' or 'tensorrt_llm_bls')",
+)
+LLM_API = Flavour("tensorrtllm-llmapi", BackendFamily.TENSORRTLLM, _is_llm_api, TrtllmAdapter, adds_special_tokens=True)
+ENSEMBLE = Flavour(
+    "tensorrtllm-ensemble",
+    BackendFamily.TENSORRTLLM,
+    _is_ensemble,
+    TrtllmAdapter,
+    tokenizing_model=_ensemble_preprocessing,
+)
+BLS = Flavour(
+    "tensorrtllm-bls",
+    BackendFamily.TENSORRTLLM,
+    _is_bls,
+    TrtllmAdapter,
+    tokenizing_model=_bls_preprocessing,
+    stops_on_cancel=False,  # the real BLS gives its inner request an id of its own
+)
+FLAVOURS = (TOKEN_LEVEL, LLM_API, ENSEMBLE, BLS)  # in detection order
 
 
 def first_beam(response: pb.ModelInferResponse, index: int) -> list[float]:

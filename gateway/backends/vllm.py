@@ -22,8 +22,8 @@ from gateway.backends.errors import (
 )
 from gateway.errors import APIError, BackendError, BadGateway, InvalidRequest
 from gateway.generation import SAMPLING_FIELDS, Delta, GenerationRequest, GuidedDecoding, TokenizerTools, TokenLogprob
+from gateway.model_info import BackendFamily, Flavour, ModelInfo, ModelSignature
 from gateway.triton import tensors
-from gateway.triton.registry import ModelInfo
 
 _UNHELPFUL_PARAMETER_ERROR = "'NoneType' object has no attribute 'lora_name'"
 _STREAM_PREFIX = "Error generating stream: "
@@ -194,6 +194,13 @@ class VllmAdapter:
         if message == "Request was cancelled":
             return BackendError("The request was cancelled on the inference server.", code="cancelled")
         return generic_backend_error(detail)
+
+
+def _is_vllm(signature: ModelSignature, forced: bool) -> bool:
+    return "text_input" in signature.inputs and (forced or signature.backend == "vllm")
+
+
+VLLM = Flavour("vllm", BackendFamily.VLLM, _is_vllm, VllmAdapter, adds_special_tokens=True)
 
 
 def parse_logprobs(raw: bytes, top: int) -> list[TokenLogprob] | None:

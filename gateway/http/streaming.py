@@ -16,11 +16,11 @@ from gateway.generation import Delta, TokenizerTools
 from gateway.http.middleware import DEADLINE, MODEL_NAME, STARTED, USAGE, cancelled_by_shutdown, within_deadline
 from gateway.http.stall import StallWatch
 from gateway.http.state import state_of
+from gateway.model_info import ModelInfo
 from gateway.openai.choices import Choice, total_usage
 from gateway.openai.pipeline import StageFactory, choice_deltas, run_to_end
 from gateway.sse import DONE, error_frame, open_event_stream
 from gateway.structured import StructuredOutput
-from gateway.triton.registry import ModelInfo
 from schemas.requests import StreamOptions
 from schemas.responses import Usage
 

@@ -15,6 +15,7 @@ from typing import Any
 from gateway.chat.integrity import check_template_inputs, check_template_variables
 from gateway.errors import InvalidRequest
 from gateway.generation import Delta, TokenizerTools
+from gateway.model_info import ModelInfo
 from gateway.openai.choices import Choice, plan_choices
 from gateway.openai.context import GatewayState
 from gateway.openai.logprobs import chat_logprobs
@@ -25,7 +26,6 @@ from gateway.openai.tools import ToolPlan, plan_tools_off_loop
 from gateway.settings import per_model
 from gateway.sse import ChunkFramer
 from gateway.structured import StructuredOutput
-from gateway.triton.registry import ModelInfo
 from schemas.requests import ChatCompletionRequest, ChatMessage, ImagePart, StreamOptions, TextPart
 from schemas.responses import (
     AssistantMessage,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from gateway.errors import BadGateway, InvalidRequest
 from gateway.generation import Delta, TokenizerTools
+from gateway.model_info import ModelInfo
 from gateway.openai.choices import Choice, plan_choices
 from gateway.openai.context import GatewayState
 from gateway.openai.logprobs import completion_logprobs
@@ -17,7 +18,6 @@ from gateway.openai.resolve import resolve_target
 from gateway.openai.sampling import check_common, check_room, generation_request, unsupported
 from gateway.sse import ChunkFramer
 from gateway.structured import StructuredOutput
-from gateway.triton.registry import ModelInfo
 from schemas.requests import CompletionRequest, StreamOptions
 from schemas.responses import Completion, CompletionChoice, CompletionChunk, Usage
 

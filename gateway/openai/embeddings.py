@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from gateway.engine import Engine
 from gateway.errors import InvalidRequest
 from gateway.generation import TokenizerTools
+from gateway.model_info import ModelInfo
 from gateway.openai.context import GatewayState
 from gateway.openai.resolve import resolve_target
-from gateway.triton.registry import ModelInfo
 from schemas.requests import EmbeddingRequest
 from schemas.responses import Embedding, EmbeddingList, EmbeddingUsage
 

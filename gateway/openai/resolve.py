@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.errors import ModelNotFound, NotFound
+from gateway.model_info import ModelInfo
 from gateway.openai.context import GatewayState
-from gateway.triton.registry import ModelInfo
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from tritonclient.grpc import model_config_pb2 as mc
 
 from gateway.errors import APIError, BackendUnavailable, ModelNotFound
+from gateway.model_info import BackendFamily, Flavour, ModelInfo, ModelSignature, TensorSpec, detect_flavour
 from gateway.triton.client import TritonClient
-from gateway.triton.flavours import BackendFamily, Flavour, ModelSignature, detect_flavour
 
 log = logging.getLogger(__name__)
 
@@ -23,42 +23,11 @@ _DATATYPES = {
 }
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    datatype: str  # KServe name: BYTES, BOOL, INT32, FP32, UINT64, ...
-    dims: tuple[int, ...]
-    optional: bool
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """A servable model and what its configuration declares."""
-
-    name: str
-    version: str
-    flavour: Flavour
-    backend: str
-    platform: str
-    max_batch_size: int
-    decoupled: bool
-    inputs: Mapping[str, TensorSpec]
-    outputs: frozenset[str]
-    parameters: Mapping[str, str]
-    # Whether the model's own tokenization of `text_input` adds special tokens (a BOS): the
-    # vLLM engine and the LLM API do; TensorRT-LLM `preprocessing` unless told not to.
-    adds_special_tokens: bool = False
-    tokenizing_model: str | None = None  # the model whose `add_special_tokens` decides it
-    created: int = field(default_factory=lambda: int(time.time()))
-
-    def accepts(self, input_name: str) -> bool:
-        return input_name in self.inputs
-
-
 def model_info_from_config(
-    config: mc.ModelConfig, version: str, override: BackendFamily | None
+    config: mc.ModelConfig, version: str, flavours: Sequence[Flavour], override: BackendFamily | None = None
 ) -> tuple[ModelInfo | None, Flavour | None]:
-    """Build a ModelInfo from a ModelConfig; (None, flavour) for a model that is no chat model."""
+    """Build a ModelInfo from a ModelConfig; (None, flavour) for a model that is no chat model
+    (flavour None) or whose flavour is recognised but not served."""
     inputs = {
         spec.name: TensorSpec(
             name=spec.name,
@@ -69,10 +38,11 @@ def model_info_from_config(
         for spec in config.input
     }
     outputs = frozenset(output.name for output in config.output)
-    signature = ModelSignature(config.backend, config.platform, frozenset(inputs), outputs)
-    flavour = detect_flavour(signature, override)
-    if flavour is None:
-        return None, None
+    steps = tuple((step.model_name, dict(step.input_map)) for step in config.ensemble_scheduling.step)
+    signature = ModelSignature(config.backend, config.platform, frozenset(inputs), outputs, steps)
+    flavour = detect_flavour(signature, flavours, override)
+    if flavour is None or flavour.adapter is None:
+        return None, flavour
     info = ModelInfo(
         name=config.name,
         version=version,
@@ -84,22 +54,10 @@ def model_info_from_config(
         inputs=inputs,
         outputs=outputs,
         parameters={key: value.string_value for key, value in config.parameters.items()},
-        adds_special_tokens=flavour in (Flavour.VLLM, Flavour.TRTLLM_LLMAPI),
-        tokenizing_model=_tokenizing_model(config, flavour),
+        adds_special_tokens=flavour.adds_special_tokens,
+        tokenizing_model=flavour.tokenizing_model(signature),
     )
     return info, flavour
-
-
-def _tokenizing_model(config: mc.ModelConfig, flavour: Flavour) -> str | None:
-    """The TensorRT-LLM `preprocessing` model that tokenizes this model's `text_input`: the
-    ensemble step fed `text_input` as QUERY; for the BLS the model it calls by that fixed name."""
-    if flavour is Flavour.TRTLLM_BLS:
-        return "preprocessing"
-    if flavour is Flavour.TRTLLM_ENSEMBLE:
-        for step in config.ensemble_scheduling.step:
-            if step.input_map.get("QUERY") == "text_input":
-                return str(step.model_name)
-    return None
 
 
 def adds_special_tokens(parameters: Mapping[str, str] | None) -> bool:
@@ -116,13 +74,13 @@ class ModelRegistry:
         self,
         client: TritonClient,
         *,
-        served_flavours: Collection[Flavour],
+        flavours: Sequence[Flavour],
         backend_override: BackendFamily | None = None,
         refresh_interval: float = 5.0,
         min_refresh_gap: float = 1.0,
     ) -> None:
         self._client = client
-        self._served = frozenset(served_flavours)
+        self._flavours = flavours
         self._override = backend_override
         self._refresh_interval = refresh_interval
         self._min_refresh_gap = min_refresh_gap
@@ -190,8 +148,8 @@ class ModelRegistry:
                     continue
                 config = await self._client.model_config(name, version)
                 parameters[name] = {key: value.string_value for key, value in config.parameters.items()}
-                info, flavour = model_info_from_config(config, version, self._override)
-                if info is not None and flavour in self._served:
+                info, flavour = model_info_from_config(config, version, self._flavours, self._override)
+                if info is not None:
                     models[name] = info
                 else:
                     not_served[name] = f"v{version}: {_not_served_reason(flavour)}"
@@ -222,7 +180,7 @@ class ModelRegistry:
 
     def table(self) -> str:
         """The model table printed at start-up: served models and the others."""
-        rows = [(info.name, info.version, info.flavour.value, "served") for info in self.models]
+        rows = [(info.name, info.version, info.flavour.name, "served") for info in self.models]
         for name in sorted(self._not_served):
             version, _, why = self._not_served[name].partition(": ")
             rows.append((name, version.removeprefix("v"), "-", f"not served ({why.partition(';')[0]})"))
@@ -248,14 +206,7 @@ class NotServable(APIError):
 
 
 def _not_served_reason(flavour: Flavour | None) -> str:
-    if flavour is Flavour.TRTLLM_TOKENS:
-        return (
-            "a token-level TensorRT-LLM model (token ids in and out); "
-            "use the pipeline's text model instead (e.g. 'ensemble' or 'tensorrt_llm_bls')"
-        )
-    if flavour is None:
-        return "not a text-generation model"
-    return f"a {flavour} model, which this gateway does not serve"
+    return flavour.not_served if flavour is not None else "not a text-generation model"
 
 
 def _version_key(version: str) -> int:

@@ -89,14 +89,14 @@ async def test_text_only_models_refuse_images_although_they_declare_the_input(ai
 def test_what_the_deployment_says_decides(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import json
 
+    from gateway.backends import vllm
     from gateway.model_files import ModelFiles
+    from gateway.model_info import ModelInfo, TensorSpec
     from gateway.multimodal import ImageModels
-    from gateway.triton.flavours import Flavour
-    from gateway.triton.registry import ModelInfo, TensorSpec
 
     def info(name: str) -> ModelInfo:
         image = TensorSpec("image", "BYTES", (-1,), True)
-        return ModelInfo(name, "1", Flavour.VLLM, "vllm", "", 0, True, {"image": image}, frozenset(), {})
+        return ModelInfo(name, "1", vllm.VLLM, "vllm", "", 0, True, {"image": image}, frozenset(), {})
 
     (tmp_path / "repo" / "vision" / "1").mkdir(parents=True)
     (tmp_path / "repo" / "vision" / "1" / "model.json").write_text(json.dumps({"limit_mm_per_prompt": {"image": 2}}))

@@ -238,7 +238,7 @@ async def test_an_abandoned_bls_request_runs_to_its_end(gateway_process, gateway
     while ran_to_its_end not in triton.read_log() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert ran_to_its_end in triton.read_log()
-    warning = f"request {request_id} left unfinished: the BLS model 'tensorrt_llm_bls' does not stop"
+    warning = f"request {request_id} left unfinished: the tensorrtllm-bls model 'tensorrt_llm_bls' does not stop"
     assert warning in gateway_log.read_text()
 
 

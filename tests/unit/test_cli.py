@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import build_parser, env_name, parse_settings
+from gateway.model_info import BackendFamily
 from gateway.settings import Settings
-from gateway.triton.flavours import BackendFamily
 
 
 def test_defaults() -> None:

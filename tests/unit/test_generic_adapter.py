@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.backends import generic
 from gateway.backends.base import BackendOptions
 from gateway.backends.generic import GenericTextAdapter
 from gateway.errors import InvalidRequest
 from gateway.generation import GuidedDecoding
-from gateway.triton.flavours import Flavour
-from gateway.triton.registry import ModelInfo, TensorSpec
+from gateway.model_info import ModelInfo, TensorSpec
 from tests.conftest import generation_request, inputs_of
 
 
@@ -15,7 +15,7 @@ def plain_model(inputs: dict[str, tuple[str, tuple[int, ...]]], decoupled: bool 
     return ModelInfo(
         name="mock_llm",
         version="1",
-        flavour=Flavour.GENERIC,
+        flavour=generic.PLAIN_TEXT,
         backend="python",
         platform="",
         max_batch_size=0,

@@ -8,6 +8,7 @@ import json
 
 import msgspec
 
+from gateway.backends import generic
 from gateway.chat.tools import FORMATS
 from gateway.generation import Delta
 from gateway.openai.chat import ChatPlan, chat_completion
@@ -16,12 +17,11 @@ from gateway.openai.completions import CompletionPlan, completion_response
 from gateway.openai.pipeline import choice_deltas, run_to_end
 from gateway.openai.tools import ToolPlan
 from gateway.structured import StructuredOutput
-from gateway.triton.flavours import Flavour
 from tests.conftest import generation_request
 from tests.unit.test_pipeline import CALL, FakeEngine
 from tests.unit.test_trtllm_adapter import model
 
-MODEL = model({"text_input": "BYTES"}, Flavour.GENERIC)
+MODEL = model({"text_input": "BYTES"}, generic.PLAIN_TEXT)
 
 
 def chat_plan(n: int = 1, tools: ToolPlan | None = None) -> ChatPlan:

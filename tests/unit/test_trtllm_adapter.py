@@ -3,13 +3,13 @@ from __future__ import annotations
 import pytest
 from tritonclient.grpc import service_pb2 as pb
 
+from gateway.backends import trtllm
 from gateway.backends.base import BackendOptions
 from gateway.backends.trtllm import TrtllmAdapter
 from gateway.errors import BackendError, InvalidRequest, NotFound
 from gateway.generation import GuidedDecoding, TokenLogprob
+from gateway.model_info import Flavour, ModelInfo, TensorSpec
 from gateway.triton import tensors
-from gateway.triton.flavours import Flavour
-from gateway.triton.registry import ModelInfo, TensorSpec
 from tests.conftest import WordTokenizer, generation_request, inputs_of
 
 ENSEMBLE_INPUTS = {
@@ -67,7 +67,7 @@ def model(
 
 
 def test_ensemble_request_uses_declared_datatypes_and_batch_dimension() -> None:
-    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
+    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, trtllm.ENSEMBLE), BackendOptions())
     sent = inputs_of(adapter.build_request(generation_request(temperature=0.5, top_p=0.9, seed=7, stop=["a", "bc"])))
     assert sent["text_input"] == ("BYTES", [1, 1], tensors.encode_one_bytes(b"hi"))
     assert sent["max_tokens"] == ("INT32", [1, 1], tensors.encode_numbers([8], "INT32"))
@@ -81,7 +81,7 @@ def test_ensemble_request_uses_declared_datatypes_and_batch_dimension() -> None:
 
 def test_greedy_is_top_k_one() -> None:
     sent = inputs_of(
-        TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions()).build_request(
+        TrtllmAdapter(model(ENSEMBLE_INPUTS, trtllm.ENSEMBLE), BackendOptions()).build_request(
             generation_request(temperature=0.0)
         )
     )
@@ -90,7 +90,7 @@ def test_greedy_is_top_k_one() -> None:
 
 
 def sampling_sent(**fields: float | None) -> dict[str, bytes]:
-    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
+    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, trtllm.ENSEMBLE), BackendOptions())
     sent = inputs_of(adapter.build_request(generation_request(**fields)))
     return {name: sent[name][2] for name in ("temperature", "top_k", "top_p") if name in sent}
 
@@ -110,14 +110,14 @@ def test_openai_sampling_defaults_are_sent_outright() -> None:
 
 
 def test_top_k_needs_a_top_k_input() -> None:
-    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
+    adapter = TrtllmAdapter(model(BLS_INPUTS, trtllm.BLS), BackendOptions())
     with pytest.raises(InvalidRequest) as caught:
         adapter.build_request(generation_request(top_k=5))
     assert caught.value.param == "top_k"
 
 
 def test_old_input_names_and_nothing_undeclared() -> None:
-    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
+    adapter = TrtllmAdapter(model(BLS_INPUTS, trtllm.BLS), BackendOptions())
     sent = inputs_of(adapter.build_request(generation_request(seed=3)))
     assert sent["random_seed"][0] == "UINT64"
     assert set(sent) <= set(BLS_INPUTS)
@@ -125,7 +125,7 @@ def test_old_input_names_and_nothing_undeclared() -> None:
 
 @pytest.mark.parametrize(("field", "value"), [("temperature", 0.7), ("top_p", 0.5), ("presence_penalty", 1.0)])
 def test_values_the_model_cannot_take_are_a_400(field: str, value: float) -> None:
-    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
+    adapter = TrtllmAdapter(model(BLS_INPUTS, trtllm.BLS), BackendOptions())
     with pytest.raises(InvalidRequest) as caught:
         adapter.build_request(generation_request(**{field: value}))
     assert caught.value.param == field
@@ -133,14 +133,14 @@ def test_values_the_model_cannot_take_are_a_400(field: str, value: float) -> Non
 
 def test_negative_seed_is_a_400() -> None:
     with pytest.raises(InvalidRequest) as caught:
-        TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions()).build_request(
+        TrtllmAdapter(model(ENSEMBLE_INPUTS, trtllm.ENSEMBLE), BackendOptions()).build_request(
             generation_request(seed=-1)
         )
     assert caught.value.param == "seed"
 
 
 def test_llm_api_request_uses_sampling_param_inputs() -> None:
-    adapter = TrtllmAdapter(model(LLM_API_INPUTS, Flavour.TRTLLM_LLMAPI, max_batch_size=0), BackendOptions())
+    adapter = TrtllmAdapter(model(LLM_API_INPUTS, trtllm.LLM_API, max_batch_size=0), BackendOptions())
     sent = inputs_of(adapter.build_request(generation_request(temperature=0.3, seed=1, stop=["x"])))
     assert sent["streaming"][2] == b"\x01"
     assert sent["sampling_param_max_tokens"] == ("INT32", [1], tensors.encode_numbers([8], "INT32"))
@@ -159,7 +159,7 @@ def text_response(text: bytes, **counts: int) -> pb.ModelInferResponse:
 
 
 def test_reader_joins_split_characters_and_ends_on_the_empty_final() -> None:
-    reader = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions()).reader(
+    reader = TrtllmAdapter(model(BLS_INPUTS, trtllm.BLS), BackendOptions()).reader(
         generation_request(max_tokens=50), WordTokenizer()
     )
     raw = "東京 ok".encode()
@@ -171,11 +171,11 @@ def test_reader_joins_split_characters_and_ends_on_the_empty_final() -> None:
 
 
 def test_reader_infers_length_from_counts_or_the_tokenizer() -> None:
-    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
+    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, trtllm.ENSEMBLE), BackendOptions())
     reader = adapter.reader(generation_request(max_tokens=2), None)
     assert reader.read(text_response(b"a", num_output_tokens=1), final=False).finish_reason is None
     assert reader.read(text_response(b"b", num_output_tokens=1), final=True).finish_reason == "length"
-    bls = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
+    bls = TrtllmAdapter(model(BLS_INPUTS, trtllm.BLS), BackendOptions())
     # Without counts: one whole text is re-tokenized; a stream counts a token per response.
     whole = bls.reader(generation_request(max_tokens=2, stream=False), WordTokenizer())
     assert whole.read(text_response(b"one two"), final=True).finish_reason == "length"
@@ -187,11 +187,11 @@ def test_reader_infers_length_from_counts_or_the_tokenizer() -> None:
 def test_streamed_counts_come_from_the_responses() -> None:
     """A response per decoding step; one that brings no text is counted once a later one does,
     so only the trailing end-id response (zero tokens) goes uncounted."""
-    bls = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
+    bls = TrtllmAdapter(model(BLS_INPUTS, trtllm.BLS), BackendOptions())
     delta = bls.reader(generation_request(max_tokens=50), WordTokenizer())
     pieces = [b"\xef\xbf\xbd", b"", b"ok", b""]  # U+FFFD, a dropped special token, text, the end id
     assert [delta.read(text_response(piece), final=False).completion_tokens for piece in pieces] == [1, 0, 2, 0]
-    cumulative_model = model(BLS_INPUTS, Flavour.TRTLLM_BLS, accumulate_tokens="true")
+    cumulative_model = model(BLS_INPUTS, trtllm.BLS, accumulate_tokens="true")
     cumulative = TrtllmAdapter(cumulative_model, BackendOptions()).reader(generation_request(max_tokens=4), None)
     texts = [b"a", "a\ufffd".encode(), "a\ufffd".encode(), "a日".encode(), "a日".encode()]
     counts = [cumulative.read(text_response(text), final=False).completion_tokens for text in texts]
@@ -200,21 +200,21 @@ def test_streamed_counts_come_from_the_responses() -> None:
 
 
 def test_non_streamed_echo_and_stop_word_are_removed() -> None:
-    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
+    adapter = TrtllmAdapter(model(BLS_INPUTS, trtllm.BLS), BackendOptions())
     reader = adapter.reader(generation_request(stream=False, prompt="<s>Say it", stop=["END"]), WordTokenizer())
     delta = reader.read(text_response(b"Say it: yes END"), final=True)
     assert (delta.text, delta.finish_reason) == (": yes ", "stop")
 
 
 def test_cumulative_bls_yields_deltas() -> None:
-    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS, accumulate_tokens="true"), BackendOptions())
+    adapter = TrtllmAdapter(model(BLS_INPUTS, trtllm.BLS, accumulate_tokens="true"), BackendOptions())
     reader = adapter.reader(generation_request(), None)
     texts = [reader.read(text_response(t.encode()), final=False).text for t in ("A", "A b", "A b\ufffd", "A b東")]
     assert texts == ["A", " b", "", "東"]
 
 
 def test_llm_api_finish_reason_is_read() -> None:
-    adapter = TrtllmAdapter(model(LLM_API_INPUTS, Flavour.TRTLLM_LLMAPI, max_batch_size=0), BackendOptions())
+    adapter = TrtllmAdapter(model(LLM_API_INPUTS, trtllm.LLM_API, max_batch_size=0), BackendOptions())
     reader = adapter.reader(generation_request(), None)
     response = text_response(b"Hi")
     response.outputs.add(name="finish_reason", datatype="BYTES")
@@ -223,7 +223,7 @@ def test_llm_api_finish_reason_is_read() -> None:
 
 
 def test_error_translation() -> None:
-    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
+    adapter = TrtllmAdapter(model(ENSEMBLE_INPUTS, trtllm.ENSEMBLE), BackendOptions())
     traceback = 'Traceback (most recent call last):\n  File "model.py", line 3\nValueError: max_tokens must be > 0\n'
     error = adapter.translate_error(traceback)
     assert isinstance(error, BackendError) and error.message.endswith("ValueError: max_tokens must be > 0")
@@ -236,36 +236,34 @@ def test_error_translation() -> None:
 
 def test_guided_decoding_uses_the_guide_inputs_when_declared() -> None:
     inputs = {**ENSEMBLE_INPUTS, "guided_decoding_guide_type": "BYTES", "guided_decoding_guide": "BYTES"}
-    adapter = TrtllmAdapter(model(inputs, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
+    adapter = TrtllmAdapter(model(inputs, trtllm.ENSEMBLE), BackendOptions())
     sent = inputs_of(
         adapter.build_request(generation_request(guided=GuidedDecoding("json_schema", {"type": "object"})))
     )
     assert tensors.decode_first_bytes(sent["guided_decoding_guide_type"][2]) == b"json_schema"
     assert tensors.decode_first_bytes(sent["guided_decoding_guide"][2]) == b'{"type": "object"}'
-    without = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
+    without = TrtllmAdapter(model(ENSEMBLE_INPUTS, trtllm.ENSEMBLE), BackendOptions())
     with pytest.raises(InvalidRequest) as caught:
         without.build_request(generation_request(guided=GuidedDecoding("json_object")))
     assert caught.value.param == "response_format"
 
 
 def test_new_and_old_min_tokens_names() -> None:
-    ensemble = TrtllmAdapter(
-        model({**ENSEMBLE_INPUTS, "min_tokens": "INT32"}, Flavour.TRTLLM_ENSEMBLE), BackendOptions()
-    )
+    ensemble = TrtllmAdapter(model({**ENSEMBLE_INPUTS, "min_tokens": "INT32"}, trtllm.ENSEMBLE), BackendOptions())
     assert "min_tokens" in inputs_of(ensemble.build_request(generation_request(min_tokens=3)))
-    bls = TrtllmAdapter(model({**BLS_INPUTS, "min_length": "INT32"}, Flavour.TRTLLM_BLS), BackendOptions())
+    bls = TrtllmAdapter(model({**BLS_INPUTS, "min_length": "INT32"}, trtllm.BLS), BackendOptions())
     assert "min_length" in inputs_of(bls.build_request(generation_request(min_tokens=3)))
 
 
 def test_stop_string_kept_when_asked() -> None:
-    adapter = TrtllmAdapter(model(BLS_INPUTS, Flavour.TRTLLM_BLS), BackendOptions())
+    adapter = TrtllmAdapter(model(BLS_INPUTS, trtllm.BLS), BackendOptions())
     reader = adapter.reader(generation_request(stream=False, stop=["END"], include_stop_str_in_output=True), None)
     assert reader.read(text_response(b"yes END more"), final=True).text == "yes END"
 
 
 LOG_PROBS_MODEL = model(
     {**ENSEMBLE_INPUTS, "return_log_probs": "BOOL"},
-    Flavour.TRTLLM_ENSEMBLE,
+    trtllm.ENSEMBLE,
     outputs=("text_output", "cum_log_probs", "output_log_probs"),
 )
 
@@ -282,16 +280,16 @@ def with_log_probs(response: pb.ModelInferResponse, values: list[float], total: 
 def test_logprobs_send_return_log_probs_where_declared() -> None:
     sent = inputs_of(TrtllmAdapter(LOG_PROBS_MODEL, BackendOptions()).build_request(generation_request(logprobs=0)))
     assert sent["return_log_probs"] == ("BOOL", [1, 1], b"\x01")
-    plain = TrtllmAdapter(model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), BackendOptions())
+    plain = TrtllmAdapter(model(ENSEMBLE_INPUTS, trtllm.ENSEMBLE), BackendOptions())
     assert "return_log_probs" not in inputs_of(plain.build_request(generation_request()))
 
 
 @pytest.mark.parametrize(
     ("adapter_model", "overrides", "param"),
     [
-        (model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), {"logprobs": 0}, "logprobs"),
-        (model({**ENSEMBLE_INPUTS, "return_log_probs": "BOOL"}, Flavour.TRTLLM_ENSEMBLE), {"logprobs": 0}, "logprobs"),
-        (model(ENSEMBLE_INPUTS, Flavour.TRTLLM_ENSEMBLE), {"cumulative_logprob": True}, "best_of"),
+        (model(ENSEMBLE_INPUTS, trtllm.ENSEMBLE), {"logprobs": 0}, "logprobs"),
+        (model({**ENSEMBLE_INPUTS, "return_log_probs": "BOOL"}, trtllm.ENSEMBLE), {"logprobs": 0}, "logprobs"),
+        (model(ENSEMBLE_INPUTS, trtllm.ENSEMBLE), {"cumulative_logprob": True}, "best_of"),
         (LOG_PROBS_MODEL, {"logprobs": 1, "logprobs_param": "top_logprobs"}, "top_logprobs"),
         (LOG_PROBS_MODEL, {"logprobs": 2, "sampled_in_top": True}, "logprobs"),
     ],
@@ -330,7 +328,7 @@ def test_non_streamed_logprobs_skip_the_echo_the_stop_word_and_the_end_token() -
     adapter = TrtllmAdapter(
         model(
             {**BLS_INPUTS, "return_log_probs": "BOOL"},
-            Flavour.TRTLLM_BLS,
+            trtllm.BLS,
             outputs=("text_output", "cum_log_probs", "output_log_probs"),
         ),
         BackendOptions(),

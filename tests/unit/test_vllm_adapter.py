@@ -5,13 +5,13 @@ import json
 import pytest
 from tritonclient.grpc import service_pb2 as pb
 
+from gateway.backends import vllm
 from gateway.backends.base import BackendOptions
 from gateway.backends.vllm import VllmAdapter
 from gateway.errors import BackendError, BackendUnavailable, InvalidRequest, NotFound
 from gateway.generation import GuidedDecoding
+from gateway.model_info import ModelInfo, TensorSpec
 from gateway.triton import tensors
-from gateway.triton.flavours import Flavour
-from gateway.triton.registry import ModelInfo, TensorSpec
 from tests.conftest import WordTokenizer, generation_request, inputs_of
 
 ALL_INPUTS = [
@@ -31,7 +31,7 @@ def model(inputs: list[str], max_batch_size: int = 0) -> ModelInfo:
     return ModelInfo(
         name="m",
         version="1",
-        flavour=Flavour.VLLM,
+        flavour=vllm.VLLM,
         backend="vllm",
         platform="",
         max_batch_size=max_batch_size,
