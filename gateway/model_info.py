@@ -54,6 +54,7 @@ class Flavour:
     # ... unless this model (a TensorRT-LLM `preprocessing`) tokenizes it, whose parameter decides.
     tokenizing_model: Callable[[ModelSignature], str | None] = _no_model
     stops_on_cancel: bool = True  # whether closing the stream stops the generation on Triton
+    applies_stop_strings: bool = False  # the engine cuts its output at stop strings (else the gateway)
 
     def __str__(self) -> str:
         return self.name

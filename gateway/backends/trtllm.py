@@ -24,7 +24,7 @@ from tritonclient.grpc import service_pb2 as pb
 from gateway.backends.alignment import LogprobAligner
 from gateway.backends.base import BackendOptions, RequestBuilder, output_indices, token_counts
 from gateway.backends.errors import generic_backend_error, translate_triton_error
-from gateway.backends.text import CumulativeText, DeltaText, StopStringFilter, cut_at_stop
+from gateway.backends.text import CumulativeText, DeltaText
 from gateway.errors import APIError, BackendError, InvalidRequest
 from gateway.generation import Delta, GenerationRequest, GuidedDecoding, Sampling, TokenizerTools
 from gateway.model_info import BackendFamily, Flavour, ModelInfo, ModelSignature
@@ -385,8 +385,9 @@ def lora_task_id(adapter: str) -> int:
 
 class TrtllmResponseReader:
     """Turns TensorRT-LLM responses into deltas: joins or diffs the text, strips an echoed
-    prompt and stop strings, infers the finish reason from the token count, and pairs the text
-    that is shown with `output_log_probs` when logprobs are asked for."""
+    prompt, infers the finish reason from the token count, and pairs the text with
+    `output_log_probs` when logprobs are asked for. Stop strings are cut later, by the
+    pipeline's stop-string stage (gateway/openai/stops.py), tokens included."""
 
     def __init__(
         self,
@@ -399,9 +400,6 @@ class TrtllmResponseReader:
     ) -> None:
         self._max_tokens = request.max_tokens if honours_max_tokens else None
         self._stream = request.stream
-        self._stops = list(request.stop)
-        self._keep_stop = bool(request.sampling.include_stop_str_in_output)
-        self._filter = StopStringFilter(self._stops, self._keep_stop) if request.stream and self._stops else None
         self._text: CumulativeText | DeltaText = CumulativeText() if cumulative else DeltaText()
         self._cumulative = cumulative
         self._previous_output = b""  # the last streamed text_output, as it came
@@ -410,7 +408,7 @@ class TrtllmResponseReader:
         self._tokenizer = tokenizer
         self._generated = 0  # tokens reported by the model (num_output_tokens)
         self._counted = False
-        self._raw: list[str] = []  # generated text before stop strings, to count it when nobody reports
+        self._raw: list[str] = []  # the generated text, to count it when nobody reports
         self._aligner = aligner
         self._ranked = request.cumulative_logprob
 
@@ -449,10 +447,7 @@ class TrtllmResponseReader:
             # One response with the whole text, decoded at once: re-tokenizing it gives the count.
             completion_tokens = self._tokenizer.count_tokens("".join(self._raw))
             self._generated += completion_tokens
-        text, stopped = self._apply_stops(text, final)
-        if stopped:
-            finish_reason = "stop"
-        elif final and finish_reason is None:
+        if final and finish_reason is None:
             finish_reason = self._inferred_finish_reason()
         logprobs = None
         if self._aligner is not None:
@@ -481,16 +476,6 @@ class TrtllmResponseReader:
             if echo and text.startswith(echo):
                 return text[len(echo) :]
         return text
-
-    def _apply_stops(self, text: str, final: bool) -> tuple[str, bool]:
-        if not self._stops:
-            return text, False
-        if self._filter is None:  # the whole text at once
-            return cut_at_stop(text, self._stops, self._keep_stop)
-        shown = self._filter.feed(text)
-        if final and not self._filter.stopped:
-            shown += self._filter.flush()
-        return shown, self._filter.stopped
 
     def _llm_api_finish_reason(self, reason: str) -> str | None:
         if reason == "None":

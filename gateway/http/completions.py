@@ -24,11 +24,11 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
         return await serve_stream(
             request,
             plan.choices,
-            stream_choices(request, plan.choices, plan.model, plan.tokenizer),
+            stream_choices(request, plan.choices, plan.model, plan.tokenizer, plan.stages),
             plan.formatter(),
             tokenizer=plan.tokenizer,
             options=plan.stream_options,
             structured=plan.structured,
         )
-    usage = await generate_choices(request, plan.choices, plan.model, plan.tokenizer, plan.structured)
+    usage = await generate_choices(request, plan.choices, plan.model, plan.tokenizer, plan.structured, plan.stages)
     return web.Response(body=_ENCODER.encode(completion_response(plan, usage)), content_type="application/json")

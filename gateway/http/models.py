@@ -7,9 +7,8 @@ from aiohttp import web
 
 from gateway.errors import NotFound
 from gateway.http.state import state_of
-from gateway.openai.resolve import resolve_target
-from gateway.triton.registry import NotServable
-from schemas.responses import ModelCard, ModelList, ModelStatus
+from gateway.openai.models import model_card, model_list
+from schemas.responses import ModelStatus
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -19,28 +18,11 @@ def _json(value: msgspec.Struct) -> web.Response:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    state = state_of(request)
-    registry = state.registry
-    if not registry.loaded_once:
-        await registry.refresh()  # Triton away since start: 503 rather than an empty list
-    cards = []
-    separator = state.lora.separator
-    for info in registry.models:
-        cards.append(ModelCard(id=info.name, created=info.created))
-        if separator:
-            for adapter in sorted(state.lora.adapters(info.name, info.version)):
-                cards.append(ModelCard(id=f"{info.name}{separator}{adapter}", created=info.created, parent=info.name))
-    return _json(ModelList(data=cards))
+    return _json(await model_list(state_of(request)))
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
-    name = request.match_info["model"]
-    try:
-        target = await resolve_target(state_of(request), name)
-    except NotServable as exc:  # on Triton, but not a model of this API: not found here
-        raise NotFound(exc.message, param="model", code="model_not_found") from None
-    parent = target.model.name if target.adapter is not None else None
-    return _json(ModelCard(id=name, created=target.model.created, parent=parent))
+    return _json(await model_card(state_of(request), request.match_info["model"]))
 
 
 async def control_model(request: web.Request) -> web.Response:

@@ -22,6 +22,7 @@ from gateway.openai.logprobs import chat_logprobs
 from gateway.openai.pipeline import StageFactory
 from gateway.openai.resolve import resolve_target
 from gateway.openai.sampling import chat_max_tokens, check_common, generation_request, unsupported
+from gateway.openai.stops import stop_stage
 from gateway.openai.tools import ToolPlan, plan_tools_off_loop
 from gateway.settings import per_model
 from gateway.sse import ChunkFramer
@@ -188,6 +189,7 @@ class ChatPlan:
     choices: list[Choice]  # each choice accumulates its own deltas
     tokenizer: TokenizerTools | None
     tools: ToolPlan
+    stops: StageFactory
     structured: StructuredOutput
     stream: bool
     stream_options: StreamOptions | None
@@ -195,7 +197,7 @@ class ChatPlan:
     @property
     def stages(self) -> list[StageFactory]:
         """The pipeline stages of each choice, in order."""
-        return [self.tools.stage]
+        return [self.stops, self.tools.stage]
 
     def formatter(self) -> ChatStreamFormatter:
         return ChatStreamFormatter(self.id, self.created, self.model_name)
@@ -249,6 +251,7 @@ async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_req
         choices=plan_choices(generation, [prompt], body.n),
         tokenizer=tokenizer,
         tools=tools,
+        stops=stop_stage(generation, model.flavour),
         structured=structured,
         stream=body.stream,
         stream_options=body.stream_options,

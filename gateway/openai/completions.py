@@ -14,8 +14,10 @@ from gateway.model_info import ModelInfo
 from gateway.openai.choices import Choice, plan_choices
 from gateway.openai.context import GatewayState
 from gateway.openai.logprobs import completion_logprobs
+from gateway.openai.pipeline import StageFactory
 from gateway.openai.resolve import resolve_target
 from gateway.openai.sampling import check_common, check_room, generation_request, unsupported
+from gateway.openai.stops import stop_stage
 from gateway.sse import ChunkFramer
 from gateway.structured import StructuredOutput
 from schemas.requests import CompletionRequest, StreamOptions
@@ -103,9 +105,15 @@ class CompletionPlan:
     best_of: int
     echo: bool
     tokenizer: TokenizerTools | None
+    stops: StageFactory
     structured: StructuredOutput
     stream: bool
     stream_options: StreamOptions | None
+
+    @property
+    def stages(self) -> list[StageFactory]:
+        """The pipeline stages of each candidate, in order."""
+        return [self.stops]
 
     def formatter(self) -> CompletionStreamFormatter:
         echoes = [choice.request.prompt for choice in self.choices] if self.echo else None
@@ -146,6 +154,7 @@ async def plan_completion(body: CompletionRequest, state: GatewayState, triton_r
         best_of=best_of,
         echo=body.echo,
         tokenizer=tokenizer,
+        stops=stop_stage(generation, model.flavour),
         structured=structured,
         stream=body.stream,
         stream_options=body.stream_options,

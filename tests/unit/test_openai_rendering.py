@@ -15,6 +15,7 @@ from gateway.openai.chat import ChatPlan, chat_completion
 from gateway.openai.choices import plan_choices, total_usage
 from gateway.openai.completions import CompletionPlan, completion_response
 from gateway.openai.pipeline import choice_deltas, run_to_end
+from gateway.openai.stops import stop_stage
 from gateway.openai.tools import ToolPlan
 from gateway.structured import StructuredOutput
 from tests.conftest import generation_request
@@ -24,15 +25,17 @@ from tests.unit.test_trtllm_adapter import model
 MODEL = model({"text_input": "BYTES"}, generic.PLAIN_TEXT)
 
 
-def chat_plan(n: int = 1, tools: ToolPlan | None = None) -> ChatPlan:
+def chat_plan(n: int = 1, tools: ToolPlan | None = None, stop: tuple[str, ...] = ()) -> ChatPlan:
+    request = generation_request(stop=list(stop))
     return ChatPlan(
         id="chatcmpl-1",
         created=1,
         model_name="m",
         model=MODEL,
-        choices=plan_choices(generation_request(), ["p"], n),
+        choices=plan_choices(request, ["p"], n),
         tokenizer=None,
         tools=tools or ToolPlan(),
+        stops=stop_stage(request, MODEL.flavour),
         structured=StructuredOutput(None),
         stream=False,
         stream_options=None,
@@ -63,6 +66,22 @@ def test_a_chat_answer_streamed_and_whole_says_the_same() -> None:
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
+def test_stop_strings_end_the_answer_the_same_way_streamed_and_whole() -> None:
+    deltas = [(0, Delta("Hello E", None, 4, 2)), (0, Delta("ND and more", None, 4, 3)), (0, Delta("", "length"))]
+    whole = chat_plan(stop=("END",))
+    asyncio.run(run_to_end(FakeEngine(deltas).stream(), whole.choices, whole.stages))
+    answer = chat_completion(whole, total_usage(whole.choices, None))
+    assert (answer.choices[0].message.content, answer.choices[0].finish_reason) == ("Hello ", "stop")
+    assert answer.usage is not None and answer.usage.completion_tokens == 5
+
+    async def streamed_text() -> tuple[str, str | None]:
+        plan = chat_plan(stop=("END",))
+        passed = [delta async for _, delta in choice_deltas(FakeEngine(deltas).stream(), plan.choices, plan.stages)]
+        return "".join(delta.text for delta in passed), passed[-1].finish_reason
+
+    assert asyncio.run(streamed_text()) == ("Hello ", "stop")
+
+
 def test_tool_calls_render_as_calls_with_no_content() -> None:
     plan = chat_plan(tools=ToolPlan(fmt=FORMATS["hermes"]))
     asyncio.run(run_to_end(FakeEngine([(0, Delta(CALL, "stop"))]).stream(), plan.choices, plan.stages))
@@ -75,7 +94,8 @@ def test_best_of_shows_the_best_n_candidates_and_counts_them_all() -> None:
     choices = plan_choices(generation_request(cumulative_logprob=True), ["p"], 3)
     plan = CompletionPlan(
         id="cmpl-1", created=1, model_name="m", model=MODEL, choices=choices, n=1, best_of=3, echo=False,
-        tokenizer=None, structured=StructuredOutput(None), stream=False, stream_options=None,
+        tokenizer=None, stops=stop_stage(choices[0].request, MODEL.flavour), structured=StructuredOutput(None),
+        stream=False, stream_options=None,
     )  # fmt: skip
     deltas = [
         (index, Delta(f"answer {index}", "stop", 2, 2, cumulative_logprob=-float(3 - index))) for index in range(3)

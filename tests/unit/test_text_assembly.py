@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.backends.text import CumulativeText, DeltaText, StopStringFilter, cut_at_stop
+from gateway.backends.text import CumulativeText, DeltaText
 
 TEXT = "Grüße aus 東京 😀 and then stop here, never shown"
 
@@ -28,23 +28,3 @@ def test_cumulative_text_holds_back_an_unfinished_character() -> None:
     assert assembler.feed("Hi 東".encode()) == ""  # a repeat adds nothing
     assert assembler.feed("Hi 東\ufffd".encode()) == ""
     assert assembler.flush() == "\ufffd"  # never completed: shown as the backend sent it
-
-
-def test_stop_string_filter_cuts_at_every_chunk_boundary() -> None:
-    stops = ["stop here", "zzz"]
-    expected, found = cut_at_stop(TEXT, stops)
-    assert found and expected == "Grüße aus 東京 😀 and then "
-    for cut in range(len(TEXT) + 1):
-        for pieces in ([TEXT[:cut], TEXT[cut:]], list(TEXT)):
-            stop_filter = StopStringFilter(stops)
-            shown = "".join(stop_filter.feed(piece) for piece in pieces) + stop_filter.flush()
-            assert shown == expected and stop_filter.stopped
-
-
-def test_stop_string_filter_releases_a_false_alarm() -> None:
-    stop_filter = StopStringFilter(["stop here"])
-    assert stop_filter.feed("a sto") == "a "
-    assert stop_filter.feed("ry") == "story"
-    assert stop_filter.feed(" st") == " "
-    assert stop_filter.flush() == "st"
-    assert not stop_filter.stopped

@@ -7,8 +7,9 @@ from gateway.backends import trtllm
 from gateway.backends.base import BackendOptions
 from gateway.backends.trtllm import TrtllmAdapter
 from gateway.errors import BackendError, InvalidRequest, NotFound
-from gateway.generation import GuidedDecoding, TokenLogprob
+from gateway.generation import Delta, GenerationRequest, GuidedDecoding, TokenLogprob
 from gateway.model_info import Flavour, ModelInfo, TensorSpec
+from gateway.openai.stops import stop_stage
 from gateway.triton import tensors
 from tests.conftest import WordTokenizer, generation_request, inputs_of
 
@@ -158,6 +159,13 @@ def text_response(text: bytes, **counts: int) -> pb.ModelInferResponse:
     return message
 
 
+def with_stops(request: GenerationRequest, delta: Delta) -> Delta:
+    """A delta after the pipeline's stop-string stage, which cuts TensorRT-LLM's stop strings."""
+    stage = stop_stage(request, trtllm.BLS)()
+    assert stage is not None
+    return stage.feed(delta)
+
+
 def test_reader_joins_split_characters_and_ends_on_the_empty_final() -> None:
     reader = TrtllmAdapter(model(BLS_INPUTS, trtllm.BLS), BackendOptions()).reader(
         generation_request(max_tokens=50), WordTokenizer()
@@ -201,8 +209,9 @@ def test_streamed_counts_come_from_the_responses() -> None:
 
 def test_non_streamed_echo_and_stop_word_are_removed() -> None:
     adapter = TrtllmAdapter(model(BLS_INPUTS, trtllm.BLS), BackendOptions())
-    reader = adapter.reader(generation_request(stream=False, prompt="<s>Say it", stop=["END"]), WordTokenizer())
-    delta = reader.read(text_response(b"Say it: yes END"), final=True)
+    request = generation_request(stream=False, prompt="<s>Say it", stop=["END"])
+    reader = adapter.reader(request, WordTokenizer())
+    delta = with_stops(request, reader.read(text_response(b"Say it: yes END"), final=True))
     assert (delta.text, delta.finish_reason) == (": yes ", "stop")
 
 
@@ -257,8 +266,9 @@ def test_new_and_old_min_tokens_names() -> None:
 
 def test_stop_string_kept_when_asked() -> None:
     adapter = TrtllmAdapter(model(BLS_INPUTS, trtllm.BLS), BackendOptions())
-    reader = adapter.reader(generation_request(stream=False, stop=["END"], include_stop_str_in_output=True), None)
-    assert reader.read(text_response(b"yes END more"), final=True).text == "yes END"
+    request = generation_request(stream=False, stop=["END"], include_stop_str_in_output=True)
+    reader = adapter.reader(request, None)
+    assert with_stops(request, reader.read(text_response(b"yes END more"), final=True)).text == "yes END"
 
 
 LOG_PROBS_MODEL = model(
@@ -336,7 +346,8 @@ def test_non_streamed_logprobs_skip_the_echo_the_stop_word_and_the_end_token() -
     request = generation_request(stream=False, prompt="Say it", stop=["END"], logprobs=1, sampled_in_top=True)
     reader = adapter.reader(request, WordTokenizer())
     # Prompt echoed; values for ": yes END" and the end token.
-    delta = reader.read(with_log_probs(text_response(b"Say it: yes END"), [-1.0, -2.0, -3.0, -4.0], -10.0), final=True)
+    response = with_log_probs(text_response(b"Say it: yes END"), [-1.0, -2.0, -3.0, -4.0], -10.0)
+    delta = with_stops(request, reader.read(response, final=True))
     assert delta.text == ": yes "
     assert delta.logprobs == [
         TokenLogprob(":", -1.0, ((":", -1.0),)),
