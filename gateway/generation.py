@@ -89,7 +89,9 @@ class ToolCall:
 class Delta:
     """What one Triton response adds. `finish_reason` is set on the last delta only and
     is already an OpenAI value. Token counts are None when the model does not report them;
-    `completion_tokens` counts the tokens of this delta."""
+    `completion_tokens` counts the tokens of this delta. `reasoning` is the part of the model's
+    text that is thinking rather than answer (set by the reasoning stage, which leaves the
+    answer in `text`), `reasoning_tokens` how many of this delta's tokens it took."""
 
     text: str
     finish_reason: str | None = None
@@ -98,6 +100,8 @@ class Delta:
     logprobs: list[TokenLogprob] | None = None
     cumulative_logprob: float | None = None
     tool_calls: list[ToolCall] | None = None
+    reasoning: str = ""
+    reasoning_tokens: int | None = None
 
 
 class TokenizerTools(Protocol):

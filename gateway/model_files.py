@@ -42,6 +42,14 @@ class ModelFiles:
         except (TypeError, ValueError):
             return None
 
+    def guides_after_reasoning(self, model: ModelInfo) -> bool:
+        """Whether the engine applies guided decoding to the answer only, after the thinking:
+        vLLM does when it is given a reasoning parser (engine argument `reasoning_parser`,
+        or `structured_outputs_config.reasoning_parser`)."""
+        args = self.engine_args(model)
+        nested = args.get("structured_outputs_config")
+        return bool(args.get("reasoning_parser") or (isinstance(nested, dict) and nested.get("reasoning_parser")))
+
     def _read(self, model: ModelInfo) -> dict[str, Any]:
         assert self._repository is not None
         return read_json_object(self._repository / model.name / model.version / "model.json")

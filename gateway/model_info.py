@@ -55,6 +55,8 @@ class Flavour:
     tokenizing_model: Callable[[ModelSignature], str | None] = _no_model
     stops_on_cancel: bool = True  # whether closing the stream stops the generation on Triton
     applies_stop_strings: bool = False  # the engine cuts its output at stop strings (else the gateway)
+    # A request may ask the backend to keep special tokens in its text (vLLM's skip_special_tokens).
+    keeps_special_tokens_on_request: bool = False
 
     def __str__(self) -> str:
         return self.name

@@ -149,6 +149,12 @@ def _tool_formats() -> Sequence[str]:
     return list(FORMATS)
 
 
+def _reasoning_formats() -> Sequence[str]:
+    from gateway.reasoning import FORMATS
+
+    return list(FORMATS)
+
+
 def _structured_outputs_keys() -> Sequence[str]:
     from gateway.backends.base import STRUCTURED_OUTPUTS_KEYS
 
@@ -283,6 +289,14 @@ class Settings:
         "for one model",
         kind=Kind.REPEATED,
         parse=per_model_choice("parser", _tool_formats),
+        metavar="[MODEL=]PARSER",
+    )
+    reasoning_parser: tuple[str, ...] = setting(
+        (),
+        "how models mark their thinking, moved to reasoning_content: deepseek_r1, deepseek_v3, qwen3, granite "
+        "or openai_gptoss (harmony, with its tool calls); MODEL=PARSER sets it for one model",
+        kind=Kind.REPEATED,
+        parse=per_model_choice("parser", _reasoning_formats),
         metavar="[MODEL=]PARSER",
     )
     max_tool_call_parse_bytes: int = setting(

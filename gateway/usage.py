@@ -9,17 +9,20 @@ from schemas.responses import Usage
 class UsageTracker:
     """Sums the token counts of a request's deltas."""
 
-    __slots__ = ("completion_tokens", "prompt_tokens")
+    __slots__ = ("completion_tokens", "prompt_tokens", "reasoning_tokens")
 
     def __init__(self) -> None:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
+        self.reasoning_tokens: int | None = None  # None: the reasoning was not parsed
 
     def add(self, delta: Delta) -> None:
         if delta.prompt_tokens is not None:
             self.prompt_tokens = delta.prompt_tokens
         if delta.completion_tokens is not None:
             self.completion_tokens = (self.completion_tokens or 0) + delta.completion_tokens
+        if delta.reasoning_tokens is not None:
+            self.reasoning_tokens = (self.reasoning_tokens or 0) + delta.reasoning_tokens
 
     def usage(self, prompt: str, completion: str, tokenizer: TokenizerTools | None) -> Usage | None:
         """The usage object; counts the model did not report are taken with the model's

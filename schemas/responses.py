@@ -5,10 +5,16 @@ from __future__ import annotations
 import msgspec
 
 
-class Usage(msgspec.Struct):
+class CompletionTokensDetails(msgspec.Struct):
+    reasoning_tokens: int
+
+
+class Usage(msgspec.Struct, omit_defaults=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    # Only for a model whose reasoning the gateway parses (--reasoning-parser).
+    completion_tokens_details: CompletionTokensDetails | None = None
 
 
 # -- logprobs ------------------------------------------------------------------------
@@ -58,6 +64,10 @@ class AssistantMessage(msgspec.Struct, omit_defaults=True, kw_only=True):
     role: str
     content: str | None
     tool_calls: list[ToolCallMessage] | None = None
+    # The model's thinking, under both names clients read: `reasoning_content` (DeepSeek's,
+    # LiteLLM's, LangChain's ChatDeepSeek) and `reasoning` (vLLM's, OpenRouter's).
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
 
 class FunctionCallDelta(msgspec.Struct, omit_defaults=True):
@@ -92,6 +102,8 @@ class ChatDelta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
+    reasoning_content: str | None = None  # both names, as in AssistantMessage
+    reasoning: str | None = None
 
 
 class ChatChunkChoice(msgspec.Struct):

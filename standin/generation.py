@@ -16,7 +16,7 @@ class Generation:
     ) -> None:
         self.tokenizer = tokenizer
         self.params = params
-        self.reply_ids = tokenizer.encode(reply) or [tokenizer.eos_id]
+        self.reply_ids = tokenizer.encode_reply(reply) or [tokenizer.eos_id]
         self.token_ids: list[int] = []
         self.text_ids: list[int] = []  # tokens that contribute text (not EOS / stop ids)
         self.text = ""

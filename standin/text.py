@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from typing import Any
 
 from tokenizers import Tokenizer
@@ -15,6 +16,9 @@ OPENINGS = ("You said: ", "I heard: ", "Echo: ", "Repeating: ")
 RAW_PREFIX = "/raw "  # a user turn starting with this is repeated verbatim, without an opening
 FAIL_PREFIX = "/fail"  # a user turn starting with this makes the vLLM stand-in raise mid-generation
 PROMPT_REPORT = "/prompt-ids"  # a user turn of just this: the engines reply with what their prompt held
+
+_TURN_END = re.compile(re.escape(END_MARK) + r"\n(?=<\|(?:system|user|assistant|tool)\|>\n|$)")
+_SPECIAL_TEXT = re.compile(r"(<\|[a-z_]+\|>)")  # the demo vocabulary's special tokens look like this
 
 
 class StandInTokenizer:
@@ -33,6 +37,17 @@ class StandInTokenizer:
         """`add_special_tokens=True` is how vLLM's engine and TensorRT-LLM's `preprocessing`
         (by default) tokenize a prompt: a BOS in front, on top of any BOS text already in `text`."""
         return list(self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def encode_reply(self, text: str) -> list[int]:
+        """A scripted reply as ordinary tokens: text that spells a special token (the demo EOS
+        is `<|end|>`, which is also a harmony marker) is written out, not generated as that token,
+        so a reply comes back verbatim and ends only where the stand-in ends it."""
+        ids: list[int] = []
+        for piece in _SPECIAL_TEXT.split(text):
+            if piece:  # "<" and "|end|>" on their own match no special token
+                parts = [piece[:1], piece[1:]] if _SPECIAL_TEXT.fullmatch(piece) else [piece]
+                ids += [token for part in parts for token in self.encode(part)]
+        return ids
 
     def prompt_report(self, prompt_ids: list[int]) -> str:
         """The reply to PROMPT_REPORT: how many tokens the engine got, and how many of them BOS."""
@@ -141,5 +156,5 @@ def last_user_turn(prompt: str) -> str:
     if start == -1:
         return prompt.strip()
     said = prompt[start + len(USER_MARK) :]
-    end = said.find(END_MARK)
-    return (said[:end] if end != -1 else said).strip()
+    end = _TURN_END.search(said)  # <|end|> inside the turn's text (harmony replies) is text
+    return (said[: end.start()] if end else said).strip()

@@ -31,6 +31,7 @@ TOKENIZER_DIR = ROOT / "standin" / "tokenizer"
 GUIDED_LEGACY = "vllm_guided_legacy=guided_decoding"  # an r25.01-r25.10 vLLM model
 LORA_SEPARATOR = "::"
 TOOL_PARSERS = ("hermes", "ensemble=mistral", "tensorrt_llm_bls=llama3", "vllm_legacy=llama3")
+REASONING_PARSERS = ("vllm_reasoning=deepseek_r1",)
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +59,7 @@ def settings(triton: LocalTriton) -> Settings:
         model_refresh_interval=0.5,
         structured_outputs_key=(GUIDED_LEGACY,),
         tool_call_parser=TOOL_PARSERS,
+        reasoning_parser=REASONING_PARSERS,
         lora_separator=LORA_SEPARATOR,
         model_repository=MODEL_REPOSITORY,
         lora_modules=("vllm_slow:extra=/adapters/extra",),
@@ -142,6 +144,7 @@ def gateway_process(triton: LocalTriton, gateway_log: Path) -> Iterator[str]:
     port = free_port()
     log_path = gateway_log
     parsers = [f"--tool-call-parser={parser}" for parser in TOOL_PARSERS]
+    parsers += [f"--reasoning-parser={parser}" for parser in REASONING_PARSERS]
     command = gateway_command(
         triton.grpc_url, port, "--default-max-tokens=64", f"--structured-outputs-key={GUIDED_LEGACY}", *parsers
     )

@@ -200,7 +200,15 @@ def _is_vllm(signature: ModelSignature, forced: bool) -> bool:
     return "text_input" in signature.inputs and (forced or signature.backend == "vllm")
 
 
-VLLM = Flavour("vllm", BackendFamily.VLLM, _is_vllm, VllmAdapter, adds_special_tokens=True, applies_stop_strings=True)
+VLLM = Flavour(
+    "vllm",
+    BackendFamily.VLLM,
+    _is_vllm,
+    VllmAdapter,
+    adds_special_tokens=True,
+    applies_stop_strings=True,
+    keeps_special_tokens_on_request=True,
+)
 
 
 def parse_logprobs(raw: bytes, top: int) -> list[TokenLogprob] | None:

@@ -146,7 +146,7 @@ async def serve_stream(
                         out += opening
                 offset = choice.length - len(delta.text)  # the pipeline has added the delta already
                 finish_reason = delta.finish_reason
-                if delta.text or finish_reason is not None or delta.logprobs or delta.tool_calls:
+                if delta.text or delta.reasoning or finish_reason is not None or delta.logprobs or delta.tool_calls:
                     usage = total_usage(choices, tokenizer) if continuous_usage else None
                     out += formatter.chunk(index, delta, usage, offset)
                 if finish_reason is not None:

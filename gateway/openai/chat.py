@@ -20,10 +20,12 @@ from gateway.openai.choices import Choice, plan_choices
 from gateway.openai.context import GatewayState
 from gateway.openai.logprobs import chat_logprobs
 from gateway.openai.pipeline import StageFactory
+from gateway.openai.reasoning import reasoning_stage
 from gateway.openai.resolve import resolve_target
 from gateway.openai.sampling import chat_max_tokens, check_common, generation_request, unsupported
 from gateway.openai.stops import stop_stage
 from gateway.openai.tools import ToolPlan, plan_tools_off_loop
+from gateway.reasoning import FORMATS as REASONING_FORMATS
 from gateway.settings import per_model
 from gateway.sse import ChunkFramer
 from gateway.structured import StructuredOutput
@@ -165,8 +167,9 @@ class ChatStreamFormatter:
                 ToolCallDelta(call.index, function=FunctionCallDelta(arguments=call.arguments)),
             )
         ]
-        if delta.text or delta.finish_reason is not None or logprobs is not None:
-            content = ChatDelta(content=delta.text) if delta.text else ChatDelta()
+        if delta.text or delta.reasoning or delta.finish_reason is not None or logprobs is not None:
+            reasoning = delta.reasoning or None
+            content = ChatDelta(content=delta.text or None, reasoning_content=reasoning, reasoning=reasoning)
             frames.append(self._frame(ChatChunkChoice(index, content, delta.finish_reason, logprobs), usage))
         return b"".join(frames)
 
@@ -190,6 +193,7 @@ class ChatPlan:
     tokenizer: TokenizerTools | None
     tools: ToolPlan
     stops: StageFactory
+    reasoning: StageFactory
     structured: StructuredOutput
     stream: bool
     stream_options: StreamOptions | None
@@ -197,7 +201,7 @@ class ChatPlan:
     @property
     def stages(self) -> list[StageFactory]:
         """The pipeline stages of each choice, in order."""
-        return [self.stops, self.tools.stage]
+        return [self.stops, self.reasoning, self.tools.stage]
 
     def formatter(self) -> ChatStreamFormatter:
         return ChatStreamFormatter(self.id, self.created, self.model_name)
@@ -212,8 +216,13 @@ async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_req
     structured = await StructuredOutput.checked(body.response_format)
     target = await resolve_target(state, body.model)
     model = target.model
+    reasoning_name = per_model(state.settings.reasoning_parser, model.name)
+    reasoning_format = REASONING_FORMATS.get(reasoning_name or "")
     tools = await plan_tools_off_loop(
-        body, per_model(state.settings.tool_call_parser, model.name), state.settings.max_tool_call_parse_bytes
+        body,
+        per_model(state.settings.tool_call_parser, model.name),
+        state.settings.max_tool_call_parse_bytes,
+        reasoning_calls=reasoning_format is not None and reasoning_format.provides_calls,
     )
     check_prompt_inputs(state, model.name, body, messages, tools)
     if tools.template_tools is not None:
@@ -242,6 +251,9 @@ async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_req
         images=image_data,
         lora_name=target.adapter,
         lora_path=target.adapter_path,
+        keep_special_tokens=reasoning_format is not None
+        and reasoning_format.needs_special_tokens
+        and model.flavour.keeps_special_tokens_on_request,
     )
     return ChatPlan(
         id=f"chatcmpl-{uuid.uuid4().hex}",
@@ -252,6 +264,17 @@ async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_req
         tokenizer=tokenizer,
         tools=tools,
         stops=stop_stage(generation, model.flavour),
+        reasoning=reasoning_stage(
+            reasoning_name,
+            body.chat_template_kwargs,
+            prompt,
+            guided=generation.guided is not None,
+            guide_after_reasoning=state.model_files.guides_after_reasoning(model),
+            tokenizer=tokenizer,
+            calls=tools.reasoning_calls,
+            max_calls=tools.max_calls,
+            max_bytes=tools.max_bytes,
+        ),
         structured=structured,
         stream=body.stream,
         stream_options=body.stream_options,
@@ -267,10 +290,13 @@ def chat_completion(plan: ChatPlan, usage: Usage | None) -> ChatCompletion:
 def _chat_choice(choice: Choice) -> ChatChoice:
     calls = choice.tool_calls
     content = choice.text
+    reasoning = choice.reasoning or None
     message = AssistantMessage(
         role="assistant",
         content=content if content.strip() or not calls else None,
         tool_calls=[ToolCallMessage(call.id, FunctionCall(call.name, call.arguments)) for call in calls] or None,
+        reasoning_content=reasoning,
+        reasoning=reasoning,
     )
     logprobs = chat_logprobs(choice.logprobs) if choice.logprobs is not None else None
     return ChatChoice(choice.index, message, choice.finish_reason or "stop", logprobs)

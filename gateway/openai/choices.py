@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from gateway.errors import InvalidRequest
 from gateway.generation import Delta, GenerationRequest, TokenizerTools, TokenLogprob, ToolCall
 from gateway.usage import UsageTracker
-from schemas.responses import Usage
+from schemas.responses import CompletionTokensDetails, Usage
 
 MAX_CHOICES = 128
 
@@ -22,6 +22,7 @@ class Choice:
     request: GenerationRequest
     parts: list[str] = field(default_factory=list)
     length: int = 0  # characters of text so far
+    reasoning_parts: list[str] = field(default_factory=list)
     logprobs: list[TokenLogprob] | None = None  # None: not asked for
     tool_calls: list[ToolCall] = field(default_factory=list)
     cumulative_logprob: float | None = None
@@ -34,6 +35,8 @@ class Choice:
         if delta.text:
             self.parts.append(delta.text)
             self.length += len(delta.text)
+        if delta.reasoning:
+            self.reasoning_parts.append(delta.reasoning)
         if delta.logprobs is not None:
             if self.logprobs is None:
                 self.logprobs = []
@@ -48,6 +51,10 @@ class Choice:
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self.reasoning_parts)
 
 
 def plan_choices(base: GenerationRequest, prompts: list[str], n: int) -> list[Choice]:
@@ -80,13 +87,17 @@ def total_usage(choices: list[Choice], tokenizer: TokenizerTools | None) -> Usag
     every choice's completion counted (a count the model did not report taken with the
     tokenizer; None when neither can say)."""
     prompt_tokens = completion_tokens = 0
+    reasoning_tokens: int | None = None
     counted_prompts: set[int] = set()
     for choice in choices:
-        usage = choice.tracker.usage(choice.request.prompt, choice.text, tokenizer)
+        usage = choice.tracker.usage(choice.request.prompt, choice.reasoning + choice.text, tokenizer)
         if usage is None:
             return None
         if choice.prompt_index not in counted_prompts:
             counted_prompts.add(choice.prompt_index)
             prompt_tokens += usage.prompt_tokens
         completion_tokens += usage.completion_tokens
-    return Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+        if choice.tracker.reasoning_tokens is not None:
+            reasoning_tokens = (reasoning_tokens or 0) + choice.tracker.reasoning_tokens
+    details = None if reasoning_tokens is None else CompletionTokensDetails(min(reasoning_tokens, completion_tokens))
+    return Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens, details)

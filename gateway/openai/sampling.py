@@ -130,10 +130,13 @@ def generation_request(
     max_tokens: int,
     guided: GuidedDecoding | None = None,
     vocab_size: int | None = None,
+    keep_special_tokens: bool = False,
     **request: Any,
 ) -> GenerationRequest:
     """The whole generation request of one choice: the body's sampling fields (checked) and
-    `request`'s other GenerationRequest fields (logprobs, images, LoRA adapter, …)."""
+    `request`'s other GenerationRequest fields (logprobs, images, LoRA adapter, …).
+    `keep_special_tokens`: the output is parsed for special-token markers, so the backend is
+    asked to keep them (unless the client said otherwise)."""
     sampling = Sampling(**{name: getattr(body, name) for name in SAMPLING_FIELDS})  # the API's names
     sampling = dataclasses.replace(
         sampling,
@@ -141,6 +144,8 @@ def generation_request(
         stop_token_ids=checked_stop_token_ids(body.stop_token_ids, vocab_size),
         logit_bias=token_bias(body.logit_bias, vocab_size),
     )
+    if keep_special_tokens and sampling.skip_special_tokens is None:
+        sampling = dataclasses.replace(sampling, skip_special_tokens=False)
     return GenerationRequest(
         request_id=request_id,
         prompt=prompt,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from gateway.generation import Delta, GenerationRequest, TokenLogprob
+from gateway.markers import partial_marker
 from gateway.model_info import Flavour
 from gateway.openai.pipeline import StageFactory
 
@@ -26,16 +27,6 @@ def cut_at_stop(text: str, stops: Sequence[str], keep_stop: bool = False) -> tup
         return text, False
     index, length = min(found)
     return text[: index + length] if keep_stop else text[:index], True
-
-
-def partial_stop_length(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest tail of `text` that is the beginning of a stop string."""
-    longest = max((len(stop) for stop in stops), default=1) - 1
-    for length in range(min(longest, len(text)), 0, -1):
-        tail = text[-length:]
-        if any(stop.startswith(tail) for stop in stops):
-            return length
-    return 0
 
 
 class StopStringStage:
@@ -56,7 +47,7 @@ class StopStringStage:
             return self._release(delta, len(cut), "stop")
         if delta.finish_reason is not None:
             return self._release(delta, len(self._pending), delta.finish_reason)
-        held = partial_stop_length(self._pending, self._stops)
+        held = partial_marker(self._pending, self._stops)
         return self._release(delta, self._token_start(len(self._pending) - held), None)
 
     def _release(self, delta: Delta, length: int, finish_reason: str | None) -> Delta:

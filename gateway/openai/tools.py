@@ -27,6 +27,7 @@ class ToolPlan:
     guided: GuidedDecoding | None = None
     max_calls: int | None = None
     max_bytes: int = 131072
+    reasoning_calls: bool = False  # the reasoning format reads the calls (gpt-oss harmony)
 
     def parser(self) -> ToolCallParser | None:
         return None if self.fmt is None else ToolCallParser(self.fmt, self.max_bytes, self.max_calls)
@@ -37,8 +38,11 @@ class ToolPlan:
         return None if parser is None else ToolCallStage(parser)
 
 
-def plan_tools(body: ChatCompletionRequest, parser_name: str | None, max_bytes: int) -> ToolPlan:
-    """Check `tools` and `tool_choice` and decide how the request is served."""
+def plan_tools(
+    body: ChatCompletionRequest, parser_name: str | None, max_bytes: int, reasoning_calls: bool = False
+) -> ToolPlan:
+    """Check `tools` and `tool_choice` and decide how the request is served. `reasoning_calls`:
+    the model's reasoning format carries its calls, so `auto` needs no tool-call parser."""
     tools = body.tools or []
     choice = body.tool_choice
     if choice is not None and not tools and choice != "none":
@@ -76,6 +80,8 @@ def plan_tools(body: ChatCompletionRequest, parser_name: str | None, max_bytes: 
             raise InvalidRequest(f"tool_choice names '{name}', which is not among the tools.", param="tool_choice")
         guided = GuidedDecoding("json_schema", schemas[name], param="tool_choice")
         return dataclasses.replace(plan, fmt=named_format(name), guided=guided)
+    if reasoning_calls:
+        return dataclasses.replace(plan, reasoning_calls=True)
     if parser_name is None:
         raise InvalidRequest(
             "tool_choice 'auto' needs a tool-call parser for this model; start the gateway with "
@@ -85,11 +91,13 @@ def plan_tools(body: ChatCompletionRequest, parser_name: str | None, max_bytes: 
     return dataclasses.replace(plan, fmt=FORMATS[parser_name])
 
 
-async def plan_tools_off_loop(body: ChatCompletionRequest, parser_name: str | None, max_bytes: int) -> ToolPlan:
+async def plan_tools_off_loop(
+    body: ChatCompletionRequest, parser_name: str | None, max_bytes: int, reasoning_calls: bool = False
+) -> ToolPlan:
     """plan_tools, in a schema-check thread when there are tool schemas to check."""
     if not body.tools:
-        return plan_tools(body, parser_name, max_bytes)
-    return await off_loop(plan_tools, body, parser_name, max_bytes)
+        return plan_tools(body, parser_name, max_bytes, reasoning_calls)
+    return await off_loop(plan_tools, body, parser_name, max_bytes, reasoning_calls)
 
 
 def _function_dict(function: Any) -> dict[str, Any]:
@@ -137,6 +145,5 @@ class ToolCallStage:
         finish_reason = delta.finish_reason
         if finish_reason == "stop" and self._parser.calls:
             finish_reason = "tool_calls"
-        return dataclasses.replace(
-            delta, text=parsed.content, finish_reason=finish_reason, tool_calls=parsed.calls or None
-        )
+        calls = [*(delta.tool_calls or ()), *parsed.calls]  # an earlier stage's calls stay
+        return dataclasses.replace(delta, text=parsed.content, finish_reason=finish_reason, tool_calls=calls or None)

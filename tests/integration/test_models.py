@@ -22,6 +22,7 @@ async def test_lists_only_text_generation_models(client) -> None:
         "vllm_guided_legacy",
         "vllm_legacy",
         "vllm_model",
+        "vllm_reasoning",
         "vllm_shaped",
         "vllm_slow",
     ]

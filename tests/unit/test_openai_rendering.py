@@ -15,6 +15,7 @@ from gateway.openai.chat import ChatPlan, chat_completion
 from gateway.openai.choices import plan_choices, total_usage
 from gateway.openai.completions import CompletionPlan, completion_response
 from gateway.openai.pipeline import choice_deltas, run_to_end
+from gateway.openai.reasoning import reasoning_stage
 from gateway.openai.stops import stop_stage
 from gateway.openai.tools import ToolPlan
 from gateway.structured import StructuredOutput
@@ -25,7 +26,9 @@ from tests.unit.test_trtllm_adapter import model
 MODEL = model({"text_input": "BYTES"}, generic.PLAIN_TEXT)
 
 
-def chat_plan(n: int = 1, tools: ToolPlan | None = None, stop: tuple[str, ...] = ()) -> ChatPlan:
+def chat_plan(
+    n: int = 1, tools: ToolPlan | None = None, stop: tuple[str, ...] = (), reasoning: str | None = None
+) -> ChatPlan:
     request = generation_request(stop=list(stop))
     return ChatPlan(
         id="chatcmpl-1",
@@ -36,6 +39,7 @@ def chat_plan(n: int = 1, tools: ToolPlan | None = None, stop: tuple[str, ...] =
         tokenizer=None,
         tools=tools or ToolPlan(),
         stops=stop_stage(request, MODEL.flavour),
+        reasoning=reasoning_stage(reasoning, None, "p", guided=False, guide_after_reasoning=False, tokenizer=None),
         structured=StructuredOutput(None),
         stream=False,
         stream_options=None,
@@ -64,6 +68,37 @@ def test_a_chat_answer_streamed_and_whole_says_the_same() -> None:
     ]
     assert "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks) == "Hello"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_thinking_renders_under_both_names_and_is_counted() -> None:
+    deltas = [(0, Delta("Hmm.", None, 4, 2)), (0, Delta("</think>Hi", None, None, 2)), (0, Delta("", "stop", None, 1))]
+    whole = chat_plan(reasoning="deepseek_r1")
+    asyncio.run(run_to_end(FakeEngine(deltas).stream(), whole.choices, whole.stages))
+    body = json.loads(msgspec.json.encode(chat_completion(whole, total_usage(whole.choices, None))))
+    message = body["choices"][0]["message"]
+    assert (message["content"], message["reasoning_content"], message["reasoning"]) == ("Hi", "Hmm.", "Hmm.")
+    assert body["usage"]["completion_tokens"] == 5 and "completion_tokens_details" in body["usage"]
+
+    streamed = chat_plan(reasoning="deepseek_r1")
+    formatter = streamed.formatter()
+
+    async def frames() -> list[dict]:
+        out = []
+        async for index, delta in choice_deltas(FakeEngine(deltas).stream(), streamed.choices, streamed.stages):
+            for line in formatter.chunk(index, delta).split(b"\n\n"):
+                if line:
+                    out.append(json.loads(line.removeprefix(b"data: "))["choices"][0]["delta"])
+        return out
+
+    parts = asyncio.run(frames())
+    assert "".join(part.get("reasoning_content", "") for part in parts) == "Hmm."
+    assert "".join(part.get("content", "") for part in parts) == "Hi"
+    assert all(part.get("reasoning") == part.get("reasoning_content") for part in parts)
+    plain = chat_plan()
+    asyncio.run(run_to_end(FakeEngine(deltas).stream(), plain.choices, plain.stages))
+    plain_body = json.loads(msgspec.json.encode(chat_completion(plain, total_usage(plain.choices, None))))
+    assert "reasoning_content" not in plain_body["choices"][0]["message"]
+    assert "completion_tokens_details" not in plain_body["usage"]
 
 
 def test_stop_strings_end_the_answer_the_same_way_streamed_and_whole() -> None:

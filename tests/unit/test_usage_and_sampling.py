@@ -54,3 +54,17 @@ def test_the_sampling_vocabulary_is_the_apis() -> None:
     assert set(vllm._SAMPLING_KEYS) == set(SAMPLING_FIELDS)
     for table in (trtllm._PIPELINE_INPUTS, trtllm._LLM_API_INPUTS):
         assert set(SAMPLING_FIELDS) - set(trtllm._REFUSED) <= set(table)
+
+
+def test_special_tokens_are_kept_when_the_output_is_parsed_for_them() -> None:
+    from gateway.openai.sampling import generation_request as plan_request
+    from schemas.requests import ChatCompletionRequest
+
+    body = ChatCompletionRequest(model="m", messages=[])
+    kept = plan_request(body, request_id="r", prompt="p", max_tokens=4, keep_special_tokens=True)
+    assert kept.sampling.skip_special_tokens is False
+    assert plan_request(body, request_id="r", prompt="p", max_tokens=4).sampling.skip_special_tokens is None
+    asked = ChatCompletionRequest(model="m", messages=[], skip_special_tokens=True)
+    assert plan_request(
+        asked, request_id="r", prompt="p", max_tokens=4, keep_special_tokens=True
+    ).sampling.skip_special_tokens

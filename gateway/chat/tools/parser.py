@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.generation import ToolCall
+from gateway.markers import partial_marker
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
 
@@ -128,7 +129,7 @@ class ToolCallParser:
             self._state = "calls"
             self._raw = marker
             return text[index + len(marker) :]
-        keep = 0 if final else _partial_marker(text, self.fmt.start_markers)
+        keep = 0 if final else partial_marker(text, self.fmt.start_markers)
         result.content += text[: len(text) - keep]
         self._pending = text[len(text) - keep :]
         return ""
@@ -228,12 +229,3 @@ class ToolCallParser:
         if self.fmt.id_style == "mistral":
             return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(9))
         return f"call_{secrets.token_hex(12)}"
-
-
-def _partial_marker(text: str, markers: tuple[str, ...]) -> int:
-    """Length of the longest tail of `text` that begins a marker."""
-    longest = max((len(marker) for marker in markers), default=1) - 1
-    for length in range(min(longest, len(text)), 0, -1):
-        if any(marker.startswith(text[-length:]) for marker in markers):
-            return length
-    return 0

@@ -196,6 +196,11 @@ class TritonPythonModel(AsyncDecoupledModel):
         # real backend's auto-complete does.)
         limits = engine_args.get("limit_mm_per_prompt") or {}
         self.multimodal = bool(limits.get("image", 0)) if isinstance(limits, dict) else False
+        # vLLM given a reasoning parser (engine argument `reasoning_parser`) lets a reasoning model
+        # think freely and enforces the guided-decoding grammar only once the parser sees the
+        # thinking end (vllm/v1/structured_output: the reasoner's is_reasoning_end gates the
+        # grammar). The stand-in thinks one sentence, closes it with </think>, then answers guided.
+        self.reasons = bool(engine_args.get("reasoning_parser"))
         # r25.11+ takes guided decoding under both keys; r25.01-r25.10 only under guided_decoding.
         self.task = engine_args.get("stand_in", {}).get("task", "generate")  # or "embed"
         self.guided_keys = list(
@@ -267,6 +272,8 @@ class TritonPythonModel(AsyncDecoupledModel):
             )
         if params.guided:
             reply = guided_reply(params.guided, last_user_turn(prompt))
+            if self.reasons:
+                reply = f"The answer must follow the schema.</think>{reply}"
         elif asks_for_prompt_report(prompt):
             reply = self.tokenizer.prompt_report(prompt_ids)
         else:
