@@ -38,3 +38,19 @@ def test_tool_call_round_trip(gateway_process: str) -> None:
     )
     assert follow_up.content == "You said: Thanks!" and not follow_up.tool_calls
     assert json.loads(json.dumps(follow_up.response_metadata))["finish_reason"] == "stop"
+
+
+def test_a_forced_call_cut_short_is_no_content(gateway_process: str) -> None:
+    """tool_choice "required" with a small max_tokens: the guided JSON the limit cut is a
+    (partial) call, finish_reason "length", never the raw JSON as content."""
+    llm = ChatOpenAI(model="vllm_model", base_url=f"{gateway_process}/v1", api_key="not-needed", max_tokens=30)
+    forced = llm.bind_tools([get_weather], tool_choice="required")
+    answer = forced.invoke([HumanMessage("Weather in Oslo for 2 days?")])
+    assert answer.content == ""
+    assert [call["name"] for call in [*answer.tool_calls, *answer.invalid_tool_calls]] == ["get_weather"]
+    assert answer.response_metadata["finish_reason"] == "length"
+    streamed = None
+    for chunk in forced.stream([HumanMessage("Weather in Oslo for 2 days?")]):
+        streamed = chunk if streamed is None else streamed + chunk
+    assert streamed is not None and streamed.content == ""
+    assert [call["name"] for call in [*streamed.tool_calls, *streamed.invalid_tool_calls]] == ["get_weather"]

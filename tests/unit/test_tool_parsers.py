@@ -120,3 +120,20 @@ def test_each_call_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
         parser.feed(char)
     parser.finish()
     assert len(parser.calls) == 1 and len(parses) == 1
+
+
+@pytest.mark.parametrize("cut", range(1, 60))
+def test_a_forced_call_cut_short_is_a_partial_call_never_content(cut: int) -> None:
+    """Guided output the token limit ends: the calls so far, the last with its arguments up to
+    the cut (their concatenation with the rest would be the whole call), and no content."""
+    whole = '[{"name": "get_weather", "parameters": {"city": "Oslo"}}, {"name": "get_time", "parameters": {}}]'
+    parser = ToolCallParser(REQUIRED_FORMAT)
+    content = parser.feed(whole[:cut]).content + parser.finish().content
+    assert content == ""
+    names = [call.name for call in parser.calls]
+    assert names == ["get_weather", "get_time"][: len(names)]
+    if cut > len('[{"name": "get_weather"'):  # the name is complete: the call is there
+        assert names and '{"city": "Oslo"}'.startswith(parser.calls[0].arguments)
+    named = ToolCallParser(named_format("f"))
+    assert named.feed('{"city": "Os').content + named.finish().content == ""
+    assert [(call.name, call.arguments) for call in named.calls] == [("f", '{"city": "Os')]

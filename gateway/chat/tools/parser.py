@@ -10,6 +10,7 @@ Malformed calls fall back to content; a call longer than `max_bytes` stops parsi
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import string
 from dataclasses import dataclass, field
@@ -78,9 +79,22 @@ class ToolCallParser:
         result = ParseResult()
         self._consume(self._pending, result, final=True)
         if self._state == "calls" and (self._raw.strip() or self._value):
-            result.content += self._raw + self._value  # an unfinished call is text after all
+            if self.fmt.begin_in_calls:
+                self._cut_short(self._raw + self._value, result)
+            else:
+                result.content += self._raw + self._value  # an unfinished call is text after all
         self._raw = self._value = ""
         return result
+
+    def _cut_short(self, text: str, result: ParseResult) -> None:
+        """Guided output (a forced call) that ended unfinished, at the token limit: it is calls,
+        never content, the last one with the arguments written so far."""
+        for name, arguments in partial_calls(text, self.fmt):
+            if self.max_calls is not None and len(self.calls) >= self.max_calls:
+                break
+            call = ToolCall(len(self.calls), self._new_id(), name, arguments)
+            self.calls.append(call)
+            result.calls.append(call)
 
     # -- the state machine -----------------------------------------------------------
 
@@ -195,14 +209,7 @@ class ToolCallParser:
             self._state = "text"
 
     def _call_from(self, item: Any) -> tuple[str, str] | None:
-        if self.fmt.fixed_name is not None:
-            return (self.fmt.fixed_name, json.dumps(item, ensure_ascii=False)) if isinstance(item, dict) else None
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            return None
-        arguments: Any = next((item[key] for key in self.fmt.arguments_keys if key in item), {})
-        if isinstance(arguments, str):
-            return item["name"], arguments
-        return item["name"], json.dumps(arguments, ensure_ascii=False)
+        return call_parts(item, self.fmt)
 
     def _closing(self, text: str, result: ParseResult, final: bool) -> str:
         stripped = text.lstrip()
@@ -229,3 +236,47 @@ class ToolCallParser:
         if self.fmt.id_style == "mistral":
             return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(9))
         return f"call_{secrets.token_hex(12)}"
+
+
+def partial_calls(text: str, fmt: ToolFormat) -> list[tuple[str, str]]:
+    """The calls in guided output the token limit cut short: each complete one, then the last
+    with the arguments written so far (how OpenAI returns a call cut by max_tokens)."""
+    text = text.strip()
+    if fmt.fixed_name is not None:
+        return [(fmt.fixed_name, text)] if text else []
+    calls: list[tuple[str, str]] = []
+    rest = text.removeprefix("[") if fmt.payload == "array" else text
+    decoder = json.JSONDecoder()
+    while rest := rest.lstrip(" \t\r\n,"):
+        try:
+            item, end = decoder.raw_decode(rest)
+        except ValueError:
+            cut = _CUT_CALL.match(rest)
+            if cut is not None:
+                calls.append((json.loads(f'"{cut["name"]}"'), cut["arguments"] or ""))
+            break
+        parts = call_parts(item, fmt)
+        if parts is None:
+            break
+        calls.append(parts)
+        rest = rest[end:]
+    return calls
+
+
+def call_parts(item: Any, fmt: ToolFormat) -> tuple[str, str] | None:
+    """(name, arguments as a JSON string) of one parsed call, or None when it is no call."""
+    if fmt.fixed_name is not None:
+        return (fmt.fixed_name, json.dumps(item, ensure_ascii=False)) if isinstance(item, dict) else None
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        return None
+    arguments: Any = next((item[key] for key in fmt.arguments_keys if key in item), {})
+    if isinstance(arguments, str):
+        return item["name"], arguments
+    return item["name"], json.dumps(arguments, ensure_ascii=False)
+
+
+# The start of a {"name": …, "parameters": …} object whose name is complete.
+_CUT_CALL = re.compile(
+    r'\{\s*"name"\s*:\s*"(?P<name>(?:[^"\\]|\\.)*)"\s*(?:,\s*"(?:parameters|arguments)"\s*:\s*(?P<arguments>.*))?',
+    re.DOTALL,
+)
