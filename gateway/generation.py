@@ -76,8 +76,9 @@ class TokenLogprob:
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """A function call the model made: its index among the choice's calls, id, name, and
-    arguments as a JSON string."""
+    """A function call the model made, or a part of one as it streams: its index among the
+    choice's calls, id, name, and arguments as a JSON string. A call's first part carries its id
+    and name; later parts (id and name empty) carry more of its arguments."""
 
     index: int
     id: str

@@ -146,7 +146,7 @@ def per_model_number(text: str) -> str:
 def _tool_formats() -> Sequence[str]:
     from gateway.chat.tools import FORMATS
 
-    return list(FORMATS)
+    return [*FORMATS, "auto"]
 
 
 def _reasoning_formats() -> Sequence[str]:
@@ -285,7 +285,8 @@ class Settings:
     )
     tool_call_parser: tuple[str, ...] = setting(
         (),
-        "how models write tool calls, for tool_choice auto: llama3, mistral or hermes; MODEL=PARSER sets it "
+        "how models write tool calls, for tool_choice auto: hermes, llama3, mistral, granite, pythonic, "
+        "qwen3_coder, deepseek_v3, kimi_k2, or auto (told by the model's chat template); MODEL=PARSER sets it "
         "for one model",
         kind=Kind.REPEATED,
         parse=per_model_choice("parser", _tool_formats),

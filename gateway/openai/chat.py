@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.chat.integrity import check_template_inputs, check_template_variables
+from gateway.chat.tools.detect import parser_for_template
 from gateway.errors import InvalidRequest
-from gateway.generation import Delta, TokenizerTools
+from gateway.generation import Delta, TokenizerTools, ToolCall
 from gateway.model_info import ModelInfo
 from gateway.openai.choices import Choice, plan_choices
 from gateway.openai.context import GatewayState
@@ -26,6 +27,7 @@ from gateway.openai.sampling import chat_max_tokens, check_common, generation_re
 from gateway.openai.stops import stop_stage
 from gateway.openai.tools import ToolPlan, plan_tools_off_loop
 from gateway.reasoning import FORMATS as REASONING_FORMATS
+from gateway.reasoning import ReasoningFormat
 from gateway.settings import per_model
 from gateway.sse import ChunkFramer
 from gateway.structured import StructuredOutput
@@ -158,14 +160,11 @@ class ChatStreamFormatter:
 
     def chunk(self, index: int, delta: Delta, usage: Usage | None = None, offset: int = 0) -> bytes:
         logprobs = chat_logprobs(delta.logprobs) if delta.logprobs else None
-        # A call goes out as two chunks: id, type and name first, then its arguments.
+        # A call goes out as its id, type and name first, then its arguments as they come.
         frames = [
-            self._frame(ChatChunkChoice(index, ChatDelta(tool_calls=[part])))
-            for call in delta.tool_calls or ()
-            for part in (
-                ToolCallDelta(call.index, call.id, "function", FunctionCallDelta(call.name, "")),
-                ToolCallDelta(call.index, function=FunctionCallDelta(arguments=call.arguments)),
-            )
+            self._frame(ChatChunkChoice(index, ChatDelta(tool_calls=[piece])))
+            for part in delta.tool_calls or ()
+            for piece in _call_pieces(part)
         ]
         if delta.text or delta.reasoning or delta.finish_reason is not None or logprobs is not None:
             reasoning = delta.reasoning or None
@@ -178,6 +177,17 @@ class ChatStreamFormatter:
 
     def usage_chunk(self, usage: Usage | None) -> bytes:
         return self._framer.usage_frame(usage)
+
+
+def _call_pieces(part: ToolCall) -> list[ToolCallDelta]:
+    """A call's part as OpenAI streams it: the header (index, id, type, name) for its first
+    part, then the arguments it carries."""
+    pieces = []
+    if part.id:
+        pieces.append(ToolCallDelta(part.index, part.id, "function", FunctionCallDelta(part.name, "")))
+    if part.arguments:
+        pieces.append(ToolCallDelta(part.index, function=FunctionCallDelta(arguments=part.arguments)))
+    return pieces
 
 
 @dataclass(frozen=True)
@@ -220,7 +230,7 @@ async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_req
     reasoning_format = REASONING_FORMATS.get(reasoning_name or "")
     tools = await plan_tools_off_loop(
         body,
-        per_model(state.settings.tool_call_parser, model.name),
+        tool_parser_name(state, model.name),
         state.settings.max_tool_call_parse_bytes,
         reasoning_calls=reasoning_format is not None and reasoning_format.provides_calls,
     )
@@ -251,9 +261,7 @@ async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_req
         images=image_data,
         lora_name=target.adapter,
         lora_path=target.adapter_path,
-        keep_special_tokens=reasoning_format is not None
-        and reasoning_format.needs_special_tokens
-        and model.flavour.keeps_special_tokens_on_request,
+        keep_special_tokens=model.flavour.keeps_special_tokens_on_request and _parses_markers(reasoning_format, tools),
     )
     return ChatPlan(
         id=f"chatcmpl-{uuid.uuid4().hex}",
@@ -278,6 +286,24 @@ async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_req
         structured=structured,
         stream=body.stream,
         stream_options=body.stream_options,
+    )
+
+
+def tool_parser_name(state: GatewayState, model: str) -> str | None:
+    """The model's `--tool-call-parser`; for `auto`, the format its chat template writes."""
+    name = per_model(state.settings.tool_call_parser, model)
+    if name != "auto":
+        return name
+    tokenizer = state.tokenizers.tokenizer(model)
+    return parser_for_template(getattr(tokenizer, "chat_template", None))
+
+
+def _parses_markers(reasoning: ReasoningFormat | None, tools: ToolPlan) -> bool:
+    """Whether the reply is parsed for markers that are special tokens in most vocabularies
+    (tool-call tags, harmony channels), which the backend must then keep in its text, as vLLM's
+    own server asks of it for its parsers."""
+    return (reasoning is not None and reasoning.needs_special_tokens) or (
+        tools.fmt is not None and tools.guided is None
     )
 
 

@@ -24,7 +24,7 @@ class Choice:
     length: int = 0  # characters of text so far
     reasoning_parts: list[str] = field(default_factory=list)
     logprobs: list[TokenLogprob] | None = None  # None: not asked for
-    tool_calls: list[ToolCall] = field(default_factory=list)
+    call_parts: dict[int, list[ToolCall]] = field(default_factory=dict)  # index -> its parts, in order
     cumulative_logprob: float | None = None
     finish_reason: str | None = None
     tracker: UsageTracker = field(default_factory=UsageTracker)
@@ -41,8 +41,8 @@ class Choice:
             if self.logprobs is None:
                 self.logprobs = []
             self.logprobs.extend(delta.logprobs)
-        if delta.tool_calls:
-            self.tool_calls += delta.tool_calls
+        for part in delta.tool_calls or ():
+            self.call_parts.setdefault(part.index, []).append(part)
         if delta.cumulative_logprob is not None:
             self.cumulative_logprob = delta.cumulative_logprob
         if delta.finish_reason is not None:
@@ -51,6 +51,16 @@ class Choice:
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        """The calls made, each its parts joined."""
+        calls = []
+        for index in sorted(self.call_parts):
+            first, *more = self.call_parts[index]
+            arguments = first.arguments + "".join(part.arguments for part in more)
+            calls.append(ToolCall(index, first.id, first.name, arguments))
+        return calls
 
     @property
     def reasoning(self) -> str:

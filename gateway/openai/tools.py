@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.chat.tools import FORMATS, REQUIRED_FORMAT, ToolCallOverflow, ToolCallParser, ToolFormat, named_format
+from gateway.chat.tools import FORMATS, REQUIRED_FORMAT, CallFormat, CallParser, ToolCallOverflow, named_format
 from gateway.errors import InvalidRequest
 from gateway.generation import Delta, GuidedDecoding
 from gateway.schema_check import off_loop
@@ -23,14 +23,16 @@ class ToolPlan:
     """How one request uses tools. `fmt` is None when the output is not parsed for calls."""
 
     template_tools: list[dict[str, Any]] | None = None
-    fmt: ToolFormat | None = None
+    fmt: CallFormat | None = None
     guided: GuidedDecoding | None = None
     max_calls: int | None = None
     max_bytes: int = 131072
     reasoning_calls: bool = False  # the reasoning format reads the calls (gpt-oss harmony)
 
-    def parser(self) -> ToolCallParser | None:
-        return None if self.fmt is None else ToolCallParser(self.fmt, self.max_bytes, self.max_calls)
+    schemas: dict[str, Any] = dataclasses.field(default_factory=dict)  # parameters schema by tool name
+
+    def parser(self) -> CallParser | None:
+        return None if self.fmt is None else self.fmt.parser(self.max_bytes, self.max_calls, self.schemas)
 
     def stage(self) -> ToolCallStage | None:
         """A choice's tool-call stage, or None when its output is not parsed for calls."""
@@ -65,7 +67,9 @@ def plan_tools(
         schemas[tool.function.name] = parameters
     template_tools = [{"type": "function", "function": _function_dict(tool.function)} for tool in tools]
     single = body.parallel_tool_calls is False
-    plan = ToolPlan(template_tools=template_tools, max_calls=1 if single else None, max_bytes=max_bytes)
+    plan = ToolPlan(
+        template_tools=template_tools, max_calls=1 if single else None, max_bytes=max_bytes, schemas=schemas
+    )
     if choice == "none":
         return plan
     if (choice == "required" or isinstance(choice, NamedToolChoice)) and body.response_format is not None:
@@ -85,7 +89,7 @@ def plan_tools(
     if parser_name is None:
         raise InvalidRequest(
             "tool_choice 'auto' needs a tool-call parser for this model; start the gateway with "
-            "--tool-call-parser (llama3, mistral or hermes), or use tool_choice 'required' or a named tool.",
+            f"--tool-call-parser ({', '.join(FORMATS)}), or use tool_choice 'required' or a named tool.",
             param="tool_choice",
         )
     return dataclasses.replace(plan, fmt=FORMATS[parser_name])
@@ -130,7 +134,7 @@ class ToolCallStage:
     A call that outgrows the parse limit ends the choice with finish_reason "length"; a choice
     that made calls and stopped ends with "tool_calls"."""
 
-    def __init__(self, parser: ToolCallParser) -> None:
+    def __init__(self, parser: CallParser) -> None:
         self._parser = parser
 
     def feed(self, delta: Delta) -> Delta | None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from gateway.reasoning.harmony import HarmonyReasoning
 from gateway.reasoning.markers import MarkedReasoning, ReasoningParser, ThinkingSwitch
 
-FORMATS: dict[str, MarkedReasoning | HarmonyReasoning] = {
+ReasoningFormat = MarkedReasoning | HarmonyReasoning
+
+FORMATS: dict[str, ReasoningFormat] = {
     # DeepSeek-R1: the chat template opens <think> in the prompt, so the reply usually starts
     # inside the thinking and holds only </think>; no </think> at all means it is all thinking.
     "deepseek_r1": MarkedReasoning(name="deepseek_r1", starts=("<think>",), ends=("</think>",), opens_thinking=True),
@@ -40,4 +42,4 @@ FORMATS: dict[str, MarkedReasoning | HarmonyReasoning] = {
     "openai_gptoss": HarmonyReasoning(),
 }
 
-__all__ = ["FORMATS", "HarmonyReasoning", "MarkedReasoning", "ReasoningParser", "ThinkingSwitch"]
+__all__ = ["FORMATS", "HarmonyReasoning", "MarkedReasoning", "ReasoningFormat", "ReasoningParser", "ThinkingSwitch"]
