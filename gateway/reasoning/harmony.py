@@ -8,7 +8,8 @@ body, `<|channel|>analysis<|message|>…<|end|><|start|>assistant<|channel|>fina
   (the answer is done) or `<|call|>` (a tool call is done); a reply cut short ends its message.
 - analysis bodies are thinking; final bodies, and commentary bodies without a recipient (a
   preamble before a call), are the answer; a body addressed to `functions.NAME` is a call of
-  NAME with the body as arguments; bodies for the built-in tools (python, browser, container)
+  NAME with the body as arguments (streamed as it comes: the model's own JSON, so the pieces
+  join to the arguments of the whole reply); bodies for the built-in tools (python, browser, container)
   are dropped. Several thinking or answer bodies are joined with a newline, as vLLM joins them.
 
 The markers are special tokens of the o200k_harmony vocabulary: they reach the gateway only when
@@ -23,7 +24,6 @@ from the text directly.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from collections.abc import Mapping
@@ -77,7 +77,6 @@ class HarmonyParser:
         self._pending = ""  # text not decided yet: a possible marker
         self._header = ""
         self._route = ""  # where the current body goes: reasoning, content, call, or "" (dropped)
-        self._name = ""  # the function the current body calls
         self._arguments = ""
         self._written = {"reasoning": False, "content": False}  # a body was shown: join the next with "\n"
         self._fresh = True  # the current body has shown nothing yet
@@ -124,7 +123,7 @@ class HarmonyParser:
 
     def _on_marker(self, marker: str, out: HarmonyOutput) -> None:
         if marker == MESSAGE and self._state == "header":
-            self._open_body()
+            self._open_body(out)
         elif marker in ENDS and self._state == "body":
             self._end_body(out)
         elif marker == START:
@@ -134,7 +133,7 @@ class HarmonyParser:
         elif marker == CHANNEL and self._state == "header":
             self._header += f" {CHANNEL} "  # spaced: `to=functions.f<|channel|>` names f
 
-    def _open_body(self) -> None:
+    def _open_body(self, out: HarmonyOutput) -> None:
         header = self._header.replace(CONSTRAIN, " ")
         self._state, self._header, self._fresh = "body", "", True
         recipient = next(iter(_RECIPIENT.findall(header)), "")
@@ -144,7 +143,13 @@ class HarmonyParser:
             name = recipient.removeprefix("functions.")
             is_function = recipient.startswith("functions.") or not recipient.startswith(_BUILT_IN)
             self._route = "call" if is_function and name and self._calls_allowed else ""
-            self._name, self._arguments = name, ""
+            self._arguments = ""
+            if self._route == "call" and (self._max_calls is None or len(self.calls) < self._max_calls):
+                call = ToolCall(len(self.calls), f"call_{secrets.token_hex(12)}", name, "")  # the name is known
+                self.calls.append(call)
+                out.calls.append(call)
+            elif self._route == "call":
+                self._route = ""  # past max_calls
         elif channel == "analysis":
             self._route = "reasoning"
         elif channel in ("final", "commentary"):
@@ -157,6 +162,7 @@ class HarmonyParser:
             self._arguments += text
             if len(self._arguments) > self._max_bytes:
                 raise HarmonyOverflow
+            out.calls.append(ToolCall(len(self.calls) - 1, "", "", text))  # the arguments as they come
             return
         if self._route not in ("reasoning", "content"):
             return
@@ -170,20 +176,10 @@ class HarmonyParser:
             out.content += text
 
     def _end_body(self, out: HarmonyOutput) -> None:
-        if self._route == "call" and (self._max_calls is None or len(self.calls) < self._max_calls):
-            call = ToolCall(len(self.calls), f"call_{secrets.token_hex(12)}", self._name, _arguments(self._arguments))
-            self.calls.append(call)
-            out.calls.append(call)
+        if self._route == "call" and not self._arguments.strip():
+            out.calls.append(ToolCall(len(self.calls) - 1, "", "", "{}"))
         self._state, self._route, self._header = "between", "", ""
 
 
 class HarmonyOverflow(Exception):
     """A call's arguments grew past the parse limit."""
-
-
-def _arguments(text: str) -> str:
-    """A call's body as its arguments: JSON re-serialised (as vLLM does), other text as it came."""
-    try:
-        return json.dumps(json.loads(text), ensure_ascii=False)
-    except ValueError:
-        return text
