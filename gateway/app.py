@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
+from gateway import tracing
 from gateway.access import AccessGuard
 from gateway.backends.base import BackendOptions
 from gateway.backends.flavours import FLAVOURS
@@ -86,6 +87,14 @@ def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity, guard: 
         yield
         await app[TRITON_CLIENT].close()
 
+    async def traces(app: web.Application) -> AsyncIterator[None]:
+        if settings.otlp_traces_endpoint is None:
+            yield
+            return
+        provider = tracing.start_tracing(settings.otlp_traces_endpoint)
+        yield
+        await asyncio.get_running_loop().run_in_executor(None, provider.shutdown)  # flushes, off the loop
+
     async def triton_http(app: web.Application) -> AsyncIterator[None]:
         # One session for what the gateway reads from Triton's HTTP side (KServe forwarding,
         # --triton-metrics-url). Remote images have their own, whose connector refuses
@@ -145,7 +154,7 @@ def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity, guard: 
         yield
         await proxy.stop()
 
-    contexts: list[CleanupContext] = [triton_client, triton_http, images, state, model_refresh]
+    contexts: list[CleanupContext] = [traces, triton_client, triton_http, images, state, model_refresh]
     if settings.enable_kserve_frontends:
         contexts.append(kserve_relay)
     return contexts

@@ -12,6 +12,7 @@ from gateway.backends.base import BackendAdapter, BackendOptions, EmbeddingAdapt
 from gateway.errors import BadGateway, InvalidRequest
 from gateway.generation import Delta, GenerationRequest, TokenizerTools
 from gateway.model_info import ModelInfo
+from gateway.tracing import CallSpans
 from gateway.triton.client import TritonClient, TritonErrorMessage
 
 log = logging.getLogger(__name__)
@@ -42,34 +43,44 @@ class Engine:
         (e.g. with contextlib.aclosing) to cancel the request on Triton. The model's
         `tokenizer` lets adapters work out what a model does not report."""
         adapter = self.adapter(model)
-        for attempt in (1, 2):
-            reader = adapter.reader(request, tokenizer)
-            started = False
-            async with self._client.stream(adapter.build_request(request)) as responses:
-                try:
-                    async for response in responses:
-                        delta = reader.read(response, responses.finished)
-                        started = True
-                        yield delta
-                        if delta.finish_reason is not None:
-                            return
-                except (GeneratorExit, asyncio.CancelledError):
-                    if not model.flavour.stops_on_cancel:
-                        log.warning(
-                            "request %s left unfinished: the %s model '%s' does not stop on cancellation and "
-                            "generates up to %d tokens for it",
-                            request.request_id,
-                            model.flavour,
-                            model.name,
-                            request.max_tokens,
-                        )
-                    raise
-                except TritonErrorMessage as exc:
-                    # e.g. TensorRT-LLM forgot a LoRA task: send it again, weights included.
-                    if attempt == 1 and not started and adapter.retryable(exc.message, request):
-                        continue
-                    raise adapter.translate_error(exc.message) from None
-            raise BadGateway("The model's responses ended without a finish reason.")
+        spans = CallSpans(model.name, request.request_id)
+        error: BaseException | None = None
+        try:
+            for attempt in (1, 2):
+                reader = adapter.reader(request, tokenizer)
+                started = False
+                async with self._client.stream(adapter.build_request(request), spans.metadata()) as responses:
+                    try:
+                        async for response in responses:
+                            delta = reader.read(response, responses.finished)
+                            if not started:
+                                started = True
+                                spans.first_response()
+                            yield delta
+                            if delta.finish_reason is not None:
+                                return
+                    except (GeneratorExit, asyncio.CancelledError):
+                        if not model.flavour.stops_on_cancel:
+                            log.warning(
+                                "request %s left unfinished: the %s model '%s' does not stop on cancellation and "
+                                "generates up to %d tokens for it",
+                                request.request_id,
+                                model.flavour,
+                                model.name,
+                                request.max_tokens,
+                            )
+                        raise
+                    except TritonErrorMessage as exc:
+                        # e.g. TensorRT-LLM forgot a LoRA task: send it again, weights included.
+                        if attempt == 1 and not started and adapter.retryable(exc.message, request):
+                            continue
+                        raise adapter.translate_error(exc.message) from None
+                raise BadGateway("The model's responses ended without a finish reason.")
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            spans.end(error)
 
     async def embed(
         self, model: ModelInfo, request_id: str, source: str | list[int], dimensions: int | None

@@ -110,6 +110,7 @@ class LocalTriton:
     metrics_port: int = 0
     log_verbose: int = 0
     log_path: Path | None = None
+    extra_args: Sequence[str] = ()  # more tritonserver flags (e.g. --trace-config)
     server_id: str = field(default_factory=lambda: f"local-triton-{uuid.uuid4().hex[:12]}")
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _workdir: Path | None = field(default=None, init=False)
@@ -175,6 +176,7 @@ class LocalTriton:
             f"--model-control-mode={self.model_control_mode}",
         ]
         command += [f"--load-model={name}" for name in self.load_models]
+        command += list(self.extra_args)
         assert self.log_path is not None
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         self.process = subprocess.Popen(

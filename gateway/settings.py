@@ -445,6 +445,12 @@ class Settings:
     triton_metrics_url: str | None = setting(
         None, "Triton's Prometheus endpoint, merged into /metrics (e.g. http://triton:8002/metrics)", metavar="URL"
     )
+    otlp_traces_endpoint: str | None = setting(
+        None,
+        "send OpenTelemetry traces there (OTLP over HTTP, e.g. http://otel-collector:4318/v1/traces): a span per "
+        "request, the client's traceparent continued and passed on to Triton",
+        metavar="URL",
+    )
     enable_kserve_frontends: bool = setting(
         False,
         "also expose Triton's KServe v2 API: HTTP /v2/... on the OpenAI port and gRPC on --kserve-grpc-port",

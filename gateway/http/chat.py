@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+from gateway import tracing
 from gateway.http.body import decode_body
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID
 from gateway.http.state import state_of
@@ -19,7 +20,8 @@ _ENCODER = msgspec.json.Encoder()
 async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     body = await decode_body(request, _DECODER)
     # Triton's request id is the X-Request-Id, so Triton's log and the gateway's agree.
-    plan = await plan_chat(body, state_of(request), request[REQUEST_ID])
+    with tracing.child_span("plan"):  # the model resolved, the prompt rendered
+        plan = await plan_chat(body, state_of(request), request[REQUEST_ID])
     request[MODEL_NAME] = plan.model.name
     if plan.stream:
         deltas = stream_choices(request, plan.choices, plan.model, plan.tokenizer, plan.stages)

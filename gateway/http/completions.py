@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+from gateway import tracing
 from gateway.http.body import decode_body
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID
 from gateway.http.state import state_of
@@ -18,7 +19,8 @@ _ENCODER = msgspec.json.Encoder()
 
 async def create_completion(request: web.Request) -> web.StreamResponse:
     body = await decode_body(request, _DECODER)
-    plan = await plan_completion(body, state_of(request), request[REQUEST_ID])
+    with tracing.child_span("plan"):
+        plan = await plan_completion(body, state_of(request), request[REQUEST_ID])
     request[MODEL_NAME] = plan.model.name
     if plan.stream:
         return await serve_stream(

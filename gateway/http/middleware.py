@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 
+from gateway import tracing
 from gateway.access import UNROUTED, AccessGuard, ApiGroup, Policy
 from gateway.capacity import Capacity
 from gateway.errors import (
@@ -122,12 +123,18 @@ def request_context(metrics: Metrics) -> Middleware:
         tasks.add(task)
         status = 500
         try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
+            traced = not route.startswith(_UNTRACED)  # probes and scrapes would drown the traces
+            with tracing.server_span(f"{request.method} {route}", request.headers, traced) as span:
+                try:
+                    response = await handler(request)
+                    status = response.status
+                    return response
+                except web.HTTPException as exc:
+                    status = exc.status
+                    raise
+                finally:
+                    if span is not None:
+                        _describe_span(span, request, route, status)
         finally:
             if watcher is not None:
                 watcher.request_finished(request)
@@ -141,6 +148,25 @@ def request_context(metrics: Metrics) -> Middleware:
             request_id_var.reset(token)
 
     return middleware
+
+
+_UNTRACED = ("/health", "/metrics")
+
+
+def _describe_span(span: tracing.Span, request: web.Request, route: str, status: int) -> None:
+    """What the request's span says once the response is known (errors became statuses by now)."""
+    span.set_attribute("http.request.method", request.method)
+    span.set_attribute("http.route", route)
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("gateway.request_id", request[REQUEST_ID])
+    if request.get(MODEL_NAME):
+        span.set_attribute("gen_ai.request.model", request[MODEL_NAME])
+    usage = request.get(USAGE)
+    if usage is not None:
+        span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+    if status >= 500:
+        span.set_status(tracing.Status(tracing.StatusCode.ERROR))
 
 
 def _log_access(request: web.Request, status: int, duration: float, model: str) -> None:

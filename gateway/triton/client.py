@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeAlias
 
@@ -256,10 +256,11 @@ class TritonClient:
             return InvalidRequest(f"Triton could not do it: {details}", param="model", code="model_control_failed")
         return rpc_error(exc, self.url)
 
-    def stream(self, request: pb.ModelInferRequest) -> InferenceStream:
-        """Open a `ModelStreamInfer` call for one request; use with `async with`."""
+    def stream(self, request: pb.ModelInferRequest, metadata: Sequence[tuple[str, str]] = ()) -> InferenceStream:
+        """Open a `ModelStreamInfer` call for one request; use with `async with`. `metadata`
+        goes with the call (a trace context, `traceparent`)."""
         request.parameters[EMPTY_FINAL_FLAG].bool_param = True
-        return InferenceStream(lambda: self._stub_for(request.model_name), request, self.url)
+        return InferenceStream(lambda: self._stub_for(request.model_name), request, self.url, tuple(metadata))
 
 
 class InferenceStream:
@@ -269,17 +270,24 @@ class InferenceStream:
     A call that fails as unavailable before its first response is sent once more: the
     Triton it went to is gone or going, and gRPC picks another one if there is one."""
 
-    def __init__(self, stub: Callable[[], Stub], request: pb.ModelInferRequest, url: str) -> None:
+    def __init__(
+        self,
+        stub: Callable[[], Stub],
+        request: pb.ModelInferRequest,
+        url: str,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self._next_stub = stub
         self._request = request
         self._url = url
+        self._metadata = metadata or None
         self._call: grpc.aio.StreamStreamCall | None = None
         self._answered = False
         self._retries = 1
         self.finished = False
 
     async def _open(self) -> None:
-        self._call = call = self._next_stub().ModelStreamInfer()
+        self._call = call = self._next_stub().ModelStreamInfer(metadata=self._metadata)
         try:
             await call.write(self._request)
             await call.done_writing()

@@ -15,6 +15,7 @@ COMPOSE_TRTLLM = DEPLOY / "docker-compose.trtllm.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 NGINX = DEPLOY / "nginx"
 KUBERNETES = DEPLOY / "kubernetes"
+MONITORING = DEPLOY / "monitoring"
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
 _VARIABLE = re.compile(r"\$\{(\w+)(?:(:?-)([^}]*)|(:?\?)[^}]*)?\}")
