@@ -22,7 +22,12 @@ def dashboard() -> dict[str, Any]:
 
 
 def queried_series() -> set[str]:
-    return {name for panel in dashboard()["panels"] for target in panel["targets"] for name in SERIES.findall(target["expr"])}
+    return {
+        name
+        for panel in dashboard()["panels"]
+        for target in panel["targets"]
+        for name in SERIES.findall(target["expr"])
+    }
 
 
 def exported_series(family: Metric) -> set[str]:
