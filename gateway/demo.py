@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m gateway.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address of the gateway")
     parser.add_argument("--openai-port", type=int, default=9000, help="port of the gateway")
+    parser.add_argument("--kserve-grpc-port", type=int, default=9001, help="port of the KServe gRPC relay")
     parser.add_argument("--model-repository", type=Path, default=STAND_INS / "models")
     parser.add_argument("--tokenizer", default=str(STAND_INS / "tokenizer"))
     parser.add_argument("--log-level", default="INFO", type=str.upper)
@@ -56,12 +57,21 @@ def main(argv: list[str] | None = None) -> None:
         log.error("%s", exc)
         sys.exit(1)
     log.info("tritonserver ready: gRPC %s, HTTP %s (log: %s)", triton.grpc_url, triton.http_url, triton.log_path)
+    # Every kind of model the README shows: chat with tool calls (hermes), a TensorRT-LLM
+    # pipeline, LoRA adapters (vllm-stand-in::sql-adapter), embeddings, a reasoning model, and
+    # Triton's own KServe API on the gateway (HTTP /v2 and gRPC on --kserve-grpc-port).
     settings = Settings(
         triton_url=triton.grpc_url,
         host=args.host,
         openai_port=args.openai_port,
         tokenizer=(args.tokenizer,),
         tool_call_parser=("hermes",),
+        reasoning_parser=("reasoning-stand-in=deepseek_r1",),
+        lora_separator="::",
+        model_repository=args.model_repository,
+        enable_kserve_frontends=True,
+        triton_http_url=triton.http_url,
+        kserve_grpc_port=args.kserve_grpc_port,
     )
 
     def announce(app: web.Application) -> None:

@@ -42,9 +42,17 @@ def alive(pid: int) -> bool:
 
 class Demo:
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port, self.kserve_port = free_port(), free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.demo", "--openai-port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "gateway.demo",
+                "--openai-port",
+                str(self.port),
+                "--kserve-grpc-port",
+                str(self.kserve_port),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=dict(os.environ),
@@ -77,11 +85,13 @@ def test_prints_the_model_table_and_the_url(demo: Demo) -> None:
     assert re.search(r"\| vllm-stand-in\s+\| 1\s+\| vllm\s+\| served", output)
     assert re.search(r"\| trtllm-stand-in\s+\| 1\s+\| tensorrtllm-ensemble\s+\| served", output)
     assert re.search(r"\| tensorrt_llm\s+\| 1\s+\| -\s+\| not served", output)
+    assert re.search(r"\| embed-stand-in\s+\| 1\s+\| vllm\s+\| served", output)
+    assert re.search(r"\| reasoning-stand-in\s+\| 1\s+\| vllm\s+\| served", output)
     assert f"Gateway ready: http://127.0.0.1:{demo.port}/v1" in output
     assert len(re.findall(r"\| Model\s+\| Version", output)) == 1  # the table prints once
 
 
-CURL_EXAMPLES = [block for block in readme_blocks("bash") if block.startswith("curl")]
+CURL_EXAMPLES = [block for block in readme_blocks("bash") if block.startswith("curl") and "/v1/" in block]
 
 
 def test_the_readme_has_curl_examples() -> None:
@@ -121,6 +131,30 @@ def test_readme_tool_calling_example_works_as_written(demo: Demo) -> None:
     assert auto.startswith("stop ") and none.startswith("stop ")
     assert required.startswith("tool_calls [") and named.startswith("tool_calls [")
     assert "get_weather" in required and "get_weather" in named
+
+
+def run_python(demo: Demo, snippet: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", demo.localize(snippet)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_readme_reasoning_example_works_as_written(demo: Demo) -> None:
+    [snippet] = [block for block in readme_blocks("python") if "reasoning_content" in block]
+    thinking, answer, tokens = run_python(demo, snippet).splitlines()
+    assert thinking == "The user wrote: 2+2? I will repeat it." and answer.endswith(": 2+2?")
+    assert int(tokens) > 0
+
+
+def test_readme_kserve_example_works_as_written(demo: Demo) -> None:
+    [snippet] = [block for block in readme_blocks("bash") if "/v2/health/ready" in block]
+    snippet = demo.localize(snippet).replace("127.0.0.1:9001", f"127.0.0.1:{demo.kserve_port}")
+    snippet = snippet.replace(".venv/bin/python", sys.executable)
+    result = subprocess.run(["bash", "-c", snippet], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["200", "True"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -49,6 +49,7 @@ from standin.decoupled import AsyncDecoupledModel
 from standin.generation import Generation
 from standin.text import (
     FAIL_PREFIX,
+    RAW_PREFIX,
     StandInTokenizer,
     asks_for_prompt_report,
     guided_reply,
@@ -201,6 +202,8 @@ class TritonPythonModel(AsyncDecoupledModel):
         # thinking end (vllm/v1/structured_output: the reasoner's is_reasoning_end gates the
         # grammar). The stand-in thinks one sentence, closes it with </think>, then answers guided.
         self.reasons = bool(engine_args.get("reasoning_parser"))
+        # `stand_in.thinks`: a reasoning model's reply, thinking first (the template opened it).
+        self.thinks = bool(engine_args.get("stand_in", {}).get("thinks"))
         # r25.11+ takes guided decoding under both keys; r25.01-r25.10 only under guided_decoding.
         self.task = engine_args.get("stand_in", {}).get("task", "generate")  # or "embed"
         self.guided_keys = list(
@@ -278,6 +281,9 @@ class TritonPythonModel(AsyncDecoupledModel):
             reply = self.tokenizer.prompt_report(prompt_ids)
         else:
             reply = reply_for(prompt, params.temperature, params.seed)
+            said = last_user_turn(prompt)
+            if self.thinks and not said.startswith(RAW_PREFIX):
+                reply = f"The user wrote: {said} I will repeat it.</think>{reply}"
         if params.lora_name is not None:
             reply = f"[{params.lora_name}] {reply}"  # shows which adapter served the request
         images = _images(request)
