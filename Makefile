@@ -24,10 +24,12 @@ test: lint image-venv system-deps
 	$(PY) -m pytest -q
 
 # tests/deploy checks the nginx config with nginx itself and makes a test certificate with
-# openssl: installed with apt-get when missing (as root, or through sudo), else one line saying how.
-SYSTEM_DEPS := nginx openssl
+# openssl; the client suite runs the openai Node SDK (node, npm). Each COMMAND:PACKAGE is
+# installed with apt-get when missing (as root, or through sudo), else one line says how.
+SYSTEM_DEPS := nginx:nginx openssl:openssl node:nodejs npm:npm
 system-deps:
-	@missing=""; for tool in $(SYSTEM_DEPS); do command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; done; \
+	@missing=""; for dep in $(SYSTEM_DEPS); do tool=$${dep%%:*}; \
+		command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing="$$missing $${dep#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null && { [ "$$(id -u)" -eq 0 ] || command -v sudo >/dev/null; }; then \
 			sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
@@ -86,4 +88,4 @@ bench-aiperf:
 		--artifact-dir $(CURDIR)/bench-results/aiperf
 
 clean:
-	rm -rf $(VENV) $(AIPERF_VENV) $(IMAGE_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results
+	rm -rf $(VENV) $(AIPERF_VENV) $(IMAGE_VENV) .node-clients build *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results

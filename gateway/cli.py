@@ -18,6 +18,7 @@ import msgspec
 from gateway.errors import StartupError
 from gateway.logs import configure_logging
 from gateway.settings import Kind, Option, Settings, flag_of, option_of, problems, split_csv
+from gateway.version import VERSION
 
 ENV_PREFIX = "GATEWAY_"
 PROG = "triton-openai-gateway"
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"a TOML (.toml) or YAML (.yaml, .yml) file of settings, keyed by flag name [env: {CONFIG_ENV}]",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {VERSION}", help="print the version and exit")
     for spec in dataclasses.fields(Settings):
         option = option_of(spec.name)
         kwargs: dict[str, Any] = {"dest": spec.name, "help": _help(spec.name, option, spec.default)}

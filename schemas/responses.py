@@ -195,3 +195,24 @@ class EmbeddingList(msgspec.Struct):
     model: str
     usage: EmbeddingUsage | None
     object: str = "list"
+
+
+class TokenizeResponse(msgspec.Struct, omit_defaults=True, kw_only=True):
+    count: int
+    max_model_len: int | None
+    tokens: list[int]
+    token_strs: list[str] | None = None
+
+
+class DetokenizeResponse(msgspec.Struct):
+    prompt: str
+
+
+class TritonVersion(msgspec.Struct):
+    version: str
+    extensions: list[str]  # (its server id, `name` in Triton's metadata, is not shown)
+
+
+class VersionResponse(msgspec.Struct):
+    version: str
+    triton: TritonVersion | None  # None while Triton does not answer

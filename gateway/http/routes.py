@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.access import Access, ApiGroup, Policy, kserve_admin_policy
-from gateway.http import chat, completions, embeddings, health, kserve, models
+from gateway.http import chat, completions, embeddings, health, kserve, models, tokenize
 from gateway.http import metrics as metrics_endpoint
 from gateway.http.middleware import POLICIES
 from gateway.settings import Settings
@@ -37,12 +37,15 @@ def openai_routes(settings: Settings) -> list[Route]:
         Route("POST", "/v1/chat/completions", chat.create_chat_completion, inference),
         Route("POST", "/v1/completions", completions.create_completion, inference),
         Route("POST", "/v1/embeddings", embeddings.create_embeddings, inference),
+        Route("POST", "/tokenize", tokenize.create_tokens, inference),
+        Route("POST", "/detokenize", tokenize.create_text, inference),
         Route("GET", "/v1/models", models.list_models, repository),
         Route("GET", "/v1/models/{model}", models.retrieve_model, repository),
         Route("POST", "/v1/models/{model}/{action:load|unload}", models.control_model, control),
         Route("GET", "/health/live", health.live, Policy(ApiGroup.HEALTH, Access.OPEN)),
         Route("GET", "/health/ready", health.ready, Policy(ApiGroup.HEALTH, Access.OPEN)),
         Route("GET", "/metrics", metrics_endpoint.metrics, Policy(ApiGroup.METRICS, Access.OPEN)),
+        Route("GET", "/version", tokenize.version, Policy(ApiGroup.HEALTH, Access.API_KEY)),
     ]
 
 

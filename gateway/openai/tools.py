@@ -65,7 +65,7 @@ def plan_tools(
                 f"The tools' parameter schemas have more than {MAX_TOOL_SCHEMA_NODES:,} values in all.", param
             )
         schemas[tool.function.name] = parameters
-    template_tools = [{"type": "function", "function": _function_dict(tool.function)} for tool in tools]
+    template_tools = [{"type": "function", "function": function_dict(tool.function)} for tool in tools]
     single = body.parallel_tool_calls is False
     plan = ToolPlan(
         template_tools=template_tools, max_calls=1 if single else None, max_bytes=max_bytes, schemas=schemas
@@ -104,7 +104,7 @@ async def plan_tools_off_loop(
     return await off_loop(plan_tools, body, parser_name, max_bytes, reasoning_calls)
 
 
-def _function_dict(function: Any) -> dict[str, Any]:
+def function_dict(function: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": function.name, "parameters": function.parameters or _ANY_OBJECT}
     if function.description is not None:
         entry["description"] = function.description

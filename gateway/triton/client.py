@@ -144,6 +144,13 @@ class TritonClient:
             return False
         return bool(reply.ready)
 
+    async def server_metadata(self, timeout: float = 2.0) -> pb.ServerMetadataResponse:
+        """Triton's name, version and extensions (raises grpc.aio.AioRpcError when it is away)."""
+        reply: pb.ServerMetadataResponse = await self._pool.stub().ServerMetadata(
+            pb.ServerMetadataRequest(), timeout=timeout
+        )
+        return reply
+
     async def repository_index(self, timeout: float = 5.0) -> list[pb.RepositoryIndexResponse.ModelIndex]:
         """Every model of every Triton (one entry per Triton that has it)."""
         if not self._target.spread:

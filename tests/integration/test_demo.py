@@ -3,6 +3,7 @@ examples work against it, and a signal stops both processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -146,6 +147,16 @@ def test_readme_reasoning_example_works_as_written(demo: Demo) -> None:
     thinking, answer, tokens = run_python(demo, snippet).splitlines()
     assert thinking == "The user wrote: 2+2? I will repeat it." and answer.endswith(": 2+2?")
     assert int(tokens) > 0
+
+
+def test_readme_tokenize_example_works_as_written(demo: Demo) -> None:
+    [snippet] = [block for block in readme_blocks("bash") if block.startswith("curl -s http://127.0.0.1:9000/tokenize")]
+    result = subprocess.run(
+        ["bash", "-c", demo.localize(snippet)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    tokens, version = (json.loads(line) for line in result.stdout.replace("}{", "}\n{").splitlines())
+    assert tokens["count"] == len(tokens["tokens"]) > 0 and version["triton"]["version"]
 
 
 def test_readme_kserve_example_works_as_written(demo: Demo) -> None:
