@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -16,17 +17,50 @@ from gateway.access import Access, ApiGroup, Policy, kserve_admin_policy
 from gateway.http import chat, completions, embeddings, health, kserve, models, tokenize
 from gateway.http import metrics as metrics_endpoint
 from gateway.http.middleware import POLICIES
+from gateway.openapi import openapi_document
 from gateway.settings import Settings
+from schemas.requests import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    EmbeddingRequest,
+    TokenizeRequest,
+)
+from schemas.responses import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Completion,
+    CompletionChunk,
+    DetokenizeResponse,
+    EmbeddingList,
+    ModelCard,
+    ModelList,
+    ModelStatus,
+    TokenizeResponse,
+    VersionResponse,
+)
 
+ROUTES = web.AppKey("routes", list["Route"])
+OPENAPI = web.AppKey("openapi", bytes)
 _MODEL_CONTROL_HINT = " Start it with --enable-model-control and --admin-api-key."
 
 
 @dataclass(frozen=True)
 class Route:
+    """One route: how it is served, who may call it, and what /openapi.json says of it."""
+
     method: str
     path: str
     handler: Handler
     policy: Policy
+    summary: str = ""
+    request: type | None = None  # the JSON body's Struct
+    response: type | None = None  # the JSON answer's Struct
+    events: type | None = None  # the Struct of each server-sent event, when it can stream
+
+    @property
+    def access(self) -> Access:
+        return self.policy.access
 
 
 def openai_routes(settings: Settings) -> list[Route]:
@@ -34,19 +68,67 @@ def openai_routes(settings: Settings) -> list[Route]:
     repository = Policy(ApiGroup.MODEL_REPOSITORY, Access.API_KEY)
     control = Policy(ApiGroup.MODEL_REPOSITORY, Access.ADMIN_KEY, settings.enable_model_control, _MODEL_CONTROL_HINT)
     return [
-        Route("POST", "/v1/chat/completions", chat.create_chat_completion, inference),
-        Route("POST", "/v1/completions", completions.create_completion, inference),
-        Route("POST", "/v1/embeddings", embeddings.create_embeddings, inference),
-        Route("POST", "/tokenize", tokenize.create_tokens, inference),
-        Route("POST", "/detokenize", tokenize.create_text, inference),
-        Route("GET", "/v1/models", models.list_models, repository),
-        Route("GET", "/v1/models/{model}", models.retrieve_model, repository),
-        Route("POST", "/v1/models/{model}/{action:load|unload}", models.control_model, control),
-        Route("GET", "/health/live", health.live, Policy(ApiGroup.HEALTH, Access.OPEN)),
-        Route("GET", "/health/ready", health.ready, Policy(ApiGroup.HEALTH, Access.OPEN)),
-        Route("GET", "/metrics", metrics_endpoint.metrics, Policy(ApiGroup.METRICS, Access.OPEN)),
-        Route("GET", "/version", tokenize.version, Policy(ApiGroup.HEALTH, Access.API_KEY)),
+        Route(
+            "POST",
+            "/v1/chat/completions",
+            chat.create_chat_completion,
+            inference,
+            "Create a chat completion",
+            ChatCompletionRequest,
+            ChatCompletion,
+            ChatCompletionChunk,
+        ),
+        Route(
+            "POST",
+            "/v1/completions",
+            completions.create_completion,
+            inference,
+            "Create a completion",
+            CompletionRequest,
+            Completion,
+            CompletionChunk,
+        ),
+        Route(
+            "POST", "/v1/embeddings", embeddings.create_embeddings, inference, "Embed", EmbeddingRequest, EmbeddingList
+        ),
+        Route("POST", "/tokenize", tokenize.create_tokens, inference, "Tokenize", TokenizeRequest, TokenizeResponse),
+        Route(
+            "POST", "/detokenize", tokenize.create_text, inference, "Detokenize", DetokenizeRequest, DetokenizeResponse
+        ),
+        Route("GET", "/v1/models", models.list_models, repository, "List models", response=ModelList),
+        Route("GET", "/v1/models/{model}", models.retrieve_model, repository, "Retrieve a model", response=ModelCard),
+        Route(
+            "POST",
+            "/v1/models/{model}/{action:load|unload}",
+            models.control_model,
+            control,
+            "Load or unload a model on Triton",
+            response=ModelStatus,
+        ),
+        Route("GET", "/health/live", health.live, Policy(ApiGroup.HEALTH, Access.OPEN), "Liveness"),
+        Route(
+            "GET", "/health/ready", health.ready, Policy(ApiGroup.HEALTH, Access.OPEN), "Readiness (Triton reachable)"
+        ),
+        Route("GET", "/metrics", metrics_endpoint.metrics, Policy(ApiGroup.METRICS, Access.OPEN), "Prometheus metrics"),
+        Route(
+            "GET",
+            "/version",
+            tokenize.version,
+            Policy(ApiGroup.HEALTH, Access.API_KEY),
+            "The gateway's and Triton's versions",
+            response=VersionResponse,
+        ),
+        Route("GET", "/openapi.json", openapi_json, Policy(ApiGroup.HEALTH, Access.API_KEY), "This document"),
     ]
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI document of the routes this app serves, built once."""
+    document = request.app.get(OPENAPI)
+    if document is None:
+        routes: list[Route] = request.app[ROUTES]
+        document = request.app[OPENAPI] = msgspec.json.encode(openapi_document(routes))
+    return web.Response(body=document, content_type="application/json")
 
 
 def _model_paths(tail: str) -> list[str]:
@@ -58,7 +140,7 @@ def kserve_routes(settings: Settings) -> list[Route]:
     """Triton's HTTP API: inference, model metadata/config/ready, server health/metadata are
     forwarded; the admin surface (repository load takes uploaded files, i.e. code; shared
     memory exposes other requests' tensors) is refused unless explicitly opened."""
-    forward = kserve.forward
+    forward = kserve.forward  # Triton's own JSON in and out (see Triton's KServe docs)
     health_group = Policy(ApiGroup.HEALTH, Access.API_KEY)
     repository = Policy(ApiGroup.MODEL_REPOSITORY, Access.API_KEY)
     inference = Policy(ApiGroup.INFERENCE, Access.API_KEY)
@@ -96,8 +178,10 @@ def kserve_routes(settings: Settings) -> list[Route]:
 
 
 def register(app: web.Application, routes: list[Route]) -> None:
-    """Add `routes` to the router, remembering each one's policy for the middleware."""
+    """Add `routes` to the router, remembering each one's policy for the middleware (and the
+    routes, for /openapi.json)."""
     policies = app.setdefault(POLICIES, {})
+    app.setdefault(ROUTES, []).extend(routes)
     for route in routes:
         registered = app.router.add_route(route.method, route.path, route.handler)
         policies[registered] = route.policy

@@ -152,11 +152,14 @@ def test_readme_reasoning_example_works_as_written(demo: Demo) -> None:
 def test_readme_tokenize_example_works_as_written(demo: Demo) -> None:
     [snippet] = [block for block in readme_blocks("bash") if block.startswith("curl -s http://127.0.0.1:9000/tokenize")]
     result = subprocess.run(
-        ["bash", "-c", demo.localize(snippet)], capture_output=True, text=True, timeout=60, check=False
+        ["bash", "-c", demo.localize(snippet)], capture_output=True, text=True, timeout=60, check=False, cwd=ROOT
     )
     assert result.returncode == 0, result.stderr
     tokens, version = (json.loads(line) for line in result.stdout.replace("}{", "}\n{").splitlines())
     assert tokens["count"] == len(tokens["tokens"]) > 0 and version["triton"]["version"]
+    written = ROOT / "openapi.json"  # the example writes it where it runs
+    assert json.loads(written.read_text())["openapi"] == "3.1.0"
+    written.unlink()
 
 
 def test_readme_kserve_example_works_as_written(demo: Demo) -> None:

@@ -63,3 +63,11 @@ def test_the_version_flag() -> None:
         [sys.executable, "-m", "gateway", "--version"], capture_output=True, text=True, check=False
     )
     assert printed.returncode == 0 and printed.stdout.strip() == f"triton-openai-gateway {VERSION}"
+
+
+async def test_the_openapi_document_is_served(client) -> None:  # type: ignore[no-untyped-def]
+    response = await client.get("/openapi.json")
+    document = await response.json()
+    assert response.status == 200 and document["openapi"] == "3.1.0"
+    assert "/v1/chat/completions" in document["paths"] and "/tokenize" in document["paths"]
+    assert not any(path.startswith("/v2") for path in document["paths"])  # KServe frontends off here
