@@ -179,6 +179,13 @@ def test_qwen3_coder_types_values_by_the_tools_schema() -> None:
         assert run(parser, pieces) == ("", [("f", {"n": 3, "on": True, "s": "7"})])
 
 
+def test_an_endless_xml_parameter_name_stops_the_parser() -> None:
+    parser = FORMATS["qwen3_coder"].parser()
+    parser.feed("<tool_call><function=f><parameter=")
+    with pytest.raises(ToolCallOverflow):
+        parser.feed("x" * 200)
+
+
 def test_kimi_ids_are_its_own_headers() -> None:
     parser = FORMATS["kimi_k2"].parser()
     parser.feed("<|tool_calls_section_begin|><|tool_call_begin|>functions.f:3<|tool_call_argument_begin|>{}")

@@ -204,6 +204,8 @@ class XmlCallParser(CallReader):
         end = text.find(">")
         if end == -1:
             self._parameter += text
+            if len(self._parameter) > _MAX_NAME:
+                raise ToolCallOverflow  # no parameter name is this long: stop reading
             return ""
         self._parameter += text[:end]
         key = json.dumps(self._parameter.strip(), ensure_ascii=False)
