@@ -66,6 +66,7 @@ def create_app(settings: Settings) -> web.Application:
         ],
     )
     app.on_response_prepare.append(response_headers(settings))
+    app.on_startup.append(routes.document_routes)
     app[IN_FLIGHT] = set()
     app[SHUTDOWN] = ShutdownState()
     app.cleanup_ctx.extend(_lifecycle(settings, metrics, capacity, guard))

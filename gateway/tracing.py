@@ -20,9 +20,10 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-__all__ = ["CallSpans", "Span", "Status", "StatusCode", "child_span", "enabled", "server_span", "start_tracing"]
+__all__ = ["CallSpans", "Span", "Status", "StatusCode", "child_span", "server_span", "start_tracing"]
 
 _TRACER = trace.get_tracer("triton-openai-gateway")
+_UNTRACED = ("/health", "/metrics")
 _enabled = False
 
 
@@ -43,19 +44,16 @@ def start_tracing(endpoint: str) -> Any:
     return provider
 
 
-def enabled() -> bool:
-    return _enabled
-
-
 @contextlib.contextmanager
-def server_span(name: str, headers: Mapping[str, str], traced: bool = True) -> Iterator[Span | None]:
-    """The request's span, the current one while the handler runs; continues the caller's
-    trace (`traceparent`)."""
-    if not _enabled or not traced:
+def server_span(method: str, route: str, headers: Mapping[str, str]) -> Iterator[Span | None]:
+    """The request's span (`METHOD /route`), the current one while the handler runs; continues
+    the caller's trace (`traceparent`). Probes and scrapes are not traced: they would drown
+    the traces that matter."""
+    if not _enabled or route.startswith(_UNTRACED):
         yield None
         return
     parent = propagate.extract(headers)
-    with _TRACER.start_as_current_span(name, context=parent, kind=SpanKind.SERVER) as span:
+    with _TRACER.start_as_current_span(f"{method} {route}", context=parent, kind=SpanKind.SERVER) as span:
         yield span
 
 

@@ -1,4 +1,4 @@
-"""Reading and decoding request bodies.
+"""Reading and decoding request bodies (and writing JSON ones back).
 
 Before msgspec sees a body it must be UTF-8 throughout (msgspec skips unknown fields without
 looking at their bytes) and nest at most MAX_JSON_DEPTH levels of arrays and objects: msgspec
@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.errors import InvalidRequest, PayloadTooLarge, validation_error
 
 T = TypeVar("T")
+_ENCODER = msgspec.json.Encoder()
 
 # Requests need a handful of levels and JSON schemas a few dozen (schema_limits allows 32
 # inside a schema, which itself sits 3-5 levels deep); 64 leaves room and stays far from
@@ -90,3 +91,8 @@ def _too_deep() -> InvalidRequest:
         f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; that is the limit.",
         code="invalid_json",
     )
+
+
+def json_response(value: msgspec.Struct) -> web.Response:
+    """A JSON answer, encoded by msgspec."""
+    return web.Response(body=_ENCODER.encode(value), content_type="application/json")

@@ -6,7 +6,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import tracing
-from gateway.http.body import decode_body
+from gateway.http.body import decode_body, json_response
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID
 from gateway.http.state import state_of
 from gateway.http.streaming import generate_choices, serve_stream, stream_choices
@@ -14,7 +14,6 @@ from gateway.openai.chat import chat_completion, plan_chat
 from schemas.requests import ChatCompletionRequest
 
 _DECODER = msgspec.json.Decoder(ChatCompletionRequest)
-_ENCODER = msgspec.json.Encoder()
 
 
 async def create_chat_completion(request: web.Request) -> web.StreamResponse:
@@ -35,4 +34,4 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
             structured=plan.structured,
         )
     usage = await generate_choices(request, plan.choices, plan.model, plan.tokenizer, plan.structured, plan.stages)
-    return web.Response(body=_ENCODER.encode(chat_completion(plan, usage)), content_type="application/json")
+    return json_response(chat_completion(plan, usage))

@@ -6,7 +6,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import tracing
-from gateway.http.body import decode_body
+from gateway.http.body import decode_body, json_response
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID
 from gateway.http.state import state_of
 from gateway.http.streaming import generate_choices, serve_stream, stream_choices
@@ -14,7 +14,6 @@ from gateway.openai.completions import completion_response, plan_completion
 from schemas.requests import CompletionRequest
 
 _DECODER = msgspec.json.Decoder(CompletionRequest)
-_ENCODER = msgspec.json.Encoder()
 
 
 async def create_completion(request: web.Request) -> web.StreamResponse:
@@ -33,4 +32,4 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
             structured=plan.structured,
         )
     usage = await generate_choices(request, plan.choices, plan.model, plan.tokenizer, plan.structured, plan.stages)
-    return web.Response(body=_ENCODER.encode(completion_response(plan, usage)), content_type="application/json")
+    return json_response(completion_response(plan, usage))

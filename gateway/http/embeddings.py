@@ -5,14 +5,13 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from gateway.http.body import decode_body
+from gateway.http.body import decode_body, json_response
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID, within_deadline
 from gateway.http.state import state_of
 from gateway.openai.embeddings import embed_all, embedding_list, plan_embeddings
 from schemas.requests import EmbeddingRequest
 
 _DECODER = msgspec.json.Decoder(EmbeddingRequest)
-_ENCODER = msgspec.json.Encoder()
 
 
 async def create_embeddings(request: web.Request) -> web.Response:
@@ -22,4 +21,4 @@ async def create_embeddings(request: web.Request) -> web.Response:
     request[MODEL_NAME] = plan.model.name
     async with within_deadline(request):
         results = await embed_all(state.engine, plan, request[REQUEST_ID])
-    return web.Response(body=_ENCODER.encode(embedding_list(plan, results)), content_type="application/json")
+    return json_response(embedding_list(plan, results))

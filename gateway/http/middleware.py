@@ -123,8 +123,7 @@ def request_context(metrics: Metrics) -> Middleware:
         tasks.add(task)
         status = 500
         try:
-            traced = not route.startswith(_UNTRACED)  # probes and scrapes would drown the traces
-            with tracing.server_span(f"{request.method} {route}", request.headers, traced) as span:
+            with tracing.server_span(request.method, route, request.headers) as span:
                 try:
                     response = await handler(request)
                     status = response.status
@@ -148,9 +147,6 @@ def request_context(metrics: Metrics) -> Middleware:
             request_id_var.reset(token)
 
     return middleware
-
-
-_UNTRACED = ("/health", "/metrics")
 
 
 def _describe_span(span: tracing.Span, request: web.Request, route: str, status: int) -> None:

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import msgspec
 from aiohttp import web
 
 from gateway.errors import NotFound
+from gateway.http.body import json_response
 from gateway.http.state import state_of
 from gateway.openai.models import model_card, model_list
 from schemas.responses import ModelStatus
 
-_ENCODER = msgspec.json.Encoder()
-
-
-def _json(value: msgspec.Struct) -> web.Response:
-    return web.Response(body=_ENCODER.encode(value), content_type="application/json")
-
 
 async def list_models(request: web.Request) -> web.Response:
-    return _json(await model_list(state_of(request)))
+    return json_response(await model_list(state_of(request)))
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
-    return _json(await model_card(state_of(request), request.match_info["model"]))
+    return json_response(await model_card(state_of(request), request.match_info["model"]))
 
 
 async def control_model(request: web.Request) -> web.Response:
@@ -40,4 +34,4 @@ async def control_model(request: web.Request) -> web.Response:
     else:
         await state.client.unload_model(name)
     await state.registry.refresh()
-    return _json(ModelStatus(id=name, status=f"{request.match_info['action']}ed"))
+    return json_response(ModelStatus(id=name, status=f"{request.match_info['action']}ed"))

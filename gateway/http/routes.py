@@ -113,7 +113,7 @@ def openai_routes(settings: Settings) -> list[Route]:
         Route(
             "GET",
             "/version",
-            tokenize.version,
+            health.version,
             Policy(ApiGroup.HEALTH, Access.API_KEY),
             "The gateway's and Triton's versions",
             response=VersionResponse,
@@ -123,12 +123,13 @@ def openai_routes(settings: Settings) -> list[Route]:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    """The OpenAPI document of the routes this app serves, built once."""
-    document = request.app.get(OPENAPI)
-    if document is None:
-        routes: list[Route] = request.app[ROUTES]
-        document = request.app[OPENAPI] = msgspec.json.encode(openapi_document(routes))
-    return web.Response(body=document, content_type="application/json")
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
+async def document_routes(app: web.Application) -> None:
+    """At start-up, once every route is registered: the OpenAPI document of them all."""
+    routes: list[Route] = app[ROUTES]
+    app[OPENAPI] = msgspec.json.encode(openapi_document(routes))
 
 
 def _model_paths(tail: str) -> list[str]:

@@ -16,10 +16,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.chat.tools import ToolCallOverflow
 from gateway.generation import Delta, TokenizerTools
 from gateway.openai.pipeline import StageFactory
+from gateway.openai.tools import cut_at_the_parse_limit, finish_with_calls
 from gateway.reasoning import FORMATS, ReasoningParser
-from gateway.reasoning.harmony import HarmonyOverflow, HarmonyParser, HarmonyReasoning
+from gateway.reasoning.harmony import HarmonyParser, HarmonyReasoning
 
 
 class ReasoningStage:
@@ -62,11 +64,9 @@ class HarmonyStage:
                 out.reasoning += last.reasoning
                 out.content += last.content
                 out.calls += last.calls
-        except HarmonyOverflow:
-            return dataclasses.replace(delta, text="", finish_reason="length", tool_calls=None)
-        finish_reason = delta.finish_reason
-        if finish_reason == "stop" and self._parser.calls:
-            finish_reason = "tool_calls"
+        except ToolCallOverflow:
+            return cut_at_the_parse_limit(delta)
+        finish_reason = finish_with_calls(delta.finish_reason, bool(self._parser.calls))
         tokens = thinking_tokens(delta, out.content, self._parser.thinking, self._tokenizer) if was_thinking else 0
         return dataclasses.replace(
             delta,

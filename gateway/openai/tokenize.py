@@ -6,7 +6,8 @@ their strings when asked; token ids back to text. Long inputs are encoded in a w
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from gateway.errors import InvalidRequest
 from gateway.openai.chat import chat_template_options, template_messages
@@ -16,7 +17,8 @@ from gateway.openai.tools import function_dict
 from schemas.requests import DetokenizeRequest, TokenizeRequest
 from schemas.responses import DetokenizeResponse, TokenizeResponse
 
-_INLINE_CHARACTERS = 4096  # shorter texts are encoded on the loop (a thread hop costs more)
+T = TypeVar("T")
+_INLINE_SIZE = 4096  # shorter texts (and token lists) are done on the loop: a thread hop costs more
 
 
 async def tokenize(body: TokenizeRequest, state: GatewayState) -> TokenizeResponse:
@@ -36,7 +38,7 @@ async def tokenize(body: TokenizeRequest, state: GatewayState) -> TokenizeRespon
     else:
         text = body.prompt or ""
         add_special = body.add_special_tokens is not False
-    tokens = await _run(text, lambda: list(tokenizer.encode(text, add_special_tokens=add_special)))
+    tokens = await _run(len(text), lambda: list(tokenizer.encode(text, add_special_tokens=add_special)))
     strings = tokenizer.convert_ids_to_tokens(tokens) if body.return_token_strs else None
     return TokenizeResponse(
         count=len(tokens), max_model_len=state.model_files.max_model_len(model), tokens=tokens, token_strs=strings
@@ -52,7 +54,7 @@ async def detokenize(body: DetokenizeRequest, state: GatewayState) -> Detokenize
             raise InvalidRequest(
                 f"Token id {token} is not in the model's vocabulary of {size:,}.", param=f"tokens[{index}]"
             )
-    text = await _run(body.tokens, lambda: str(tokenizer.decode(body.tokens)))
+    text = await _run(len(body.tokens), lambda: str(tokenizer.decode(body.tokens)))
     return DetokenizeResponse(prompt=text)
 
 
@@ -67,8 +69,8 @@ def _tokenizer(state: GatewayState, requested: str, model: str) -> Any:
     return tokenizer
 
 
-async def _run(work_size: object, call: Any) -> Any:
+async def _run(size: int, call: Callable[[], T]) -> T:
     """`call()` on the loop for small inputs, in a worker thread for large ones."""
-    if len(work_size) <= _INLINE_CHARACTERS:  # type: ignore[arg-type]
+    if size <= _INLINE_SIZE:
         return call()
     return await asyncio.to_thread(call)

@@ -145,9 +145,17 @@ class ToolCallStage:
                 parsed.content += last.content
                 parsed.calls += last.calls
         except ToolCallOverflow:
-            return dataclasses.replace(delta, text="", finish_reason="length", tool_calls=None)
-        finish_reason = delta.finish_reason
-        if finish_reason == "stop" and self._parser.calls:
-            finish_reason = "tool_calls"
+            return cut_at_the_parse_limit(delta)
+        finish_reason = finish_with_calls(delta.finish_reason, bool(self._parser.calls))
         calls = [*(delta.tool_calls or ()), *parsed.calls]  # an earlier stage's calls stay
         return dataclasses.replace(delta, text=parsed.content, finish_reason=finish_reason, tool_calls=calls or None)
+
+
+def finish_with_calls(finish_reason: str | None, made_calls: bool) -> str | None:
+    """A choice that made calls and stopped ends with "tool_calls" (OpenAI's reason)."""
+    return "tool_calls" if finish_reason == "stop" and made_calls else finish_reason
+
+
+def cut_at_the_parse_limit(delta: Delta) -> Delta:
+    """A call that outgrew the parse limit ends the choice, as the token limit would."""
+    return dataclasses.replace(delta, text="", finish_reason="length", tool_calls=None)

@@ -25,11 +25,11 @@ from the text directly.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.chat.tools.base import ToolCallOverflow, new_call_id
 from gateway.generation import ToolCall
 from gateway.markers import partial_marker
 
@@ -145,7 +145,7 @@ class HarmonyParser:
             self._route = "call" if is_function and name and self._calls_allowed else ""
             self._arguments = ""
             if self._route == "call" and (self._max_calls is None or len(self.calls) < self._max_calls):
-                call = ToolCall(len(self.calls), f"call_{secrets.token_hex(12)}", name, "")  # the name is known
+                call = ToolCall(len(self.calls), new_call_id(), name, "")  # the name is known
                 self.calls.append(call)
                 out.calls.append(call)
             elif self._route == "call":
@@ -161,7 +161,7 @@ class HarmonyParser:
         if self._route == "call":
             self._arguments += text
             if len(self._arguments) > self._max_bytes:
-                raise HarmonyOverflow
+                raise ToolCallOverflow
             out.calls.append(ToolCall(len(self.calls) - 1, "", "", text))  # the arguments as they come
             return
         if self._route not in ("reasoning", "content"):
@@ -179,7 +179,3 @@ class HarmonyParser:
         if self._route == "call" and not self._arguments.strip():
             out.calls.append(ToolCall(len(self.calls) - 1, "", "", "{}"))
         self._state, self._route, self._header = "between", "", ""
-
-
-class HarmonyOverflow(Exception):
-    """A call's arguments grew past the parse limit."""

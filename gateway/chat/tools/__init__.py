@@ -5,7 +5,7 @@ by special tokens, or a module with a parser of its own (pythonic, XML)."""
 from __future__ import annotations
 
 from gateway.chat.tools.base import CallFormat, CallParser, ToolCallOverflow
-from gateway.chat.tools.marked import DEEPSEEK_SEP, MarkedFormat, deepseek_header, kimi_header
+from gateway.chat.tools.marked import MarkedFormat, deepseek_header, kimi_header
 from gateway.chat.tools.parser import ToolCallParser, ToolFormat
 from gateway.chat.tools.pythonic import PythonicFormat
 from gateway.chat.tools.xml import XmlFormat
@@ -69,7 +69,6 @@ def named_format(function: str) -> ToolFormat:
 
 
 __all__ = [
-    "DEEPSEEK_SEP",
     "FORMATS",
     "REQUIRED_FORMAT",
     "CallFormat",

@@ -22,6 +22,11 @@ class ToolCallOverflow(Exception):
     """A call grew past the parse limit."""
 
 
+def new_call_id() -> str:
+    """An OpenAI-style call id, for formats whose calls carry none of their own."""
+    return f"call_{secrets.token_hex(12)}"
+
+
 class CallParser(Protocol):
     """Every format's parser: feed text as it arrives, `finish` when the model is done;
     `calls` holds each call's first part."""
@@ -104,4 +109,4 @@ class CallReader:
         return rest
 
     def _new_id(self) -> str:
-        return f"call_{secrets.token_hex(12)}"
+        return new_call_id()

@@ -125,6 +125,7 @@ class XmlCallParser(CallReader):
         self._name = ""
         self._parameter = ""
         self._value = ""  # a held (non-string) value, or a string value's unsent tail
+        self._schema: Any = None  # the current parameter's schema, if the tool has one
         self._streams = False  # the current value is a string, sent as it comes
         self._first_char = True  # the value's first character (a newline there is dropped)
         self._parameters = 0
@@ -211,8 +212,8 @@ class XmlCallParser(CallReader):
         key = json.dumps(self._parameter.strip(), ensure_ascii=False)
         self._send_arguments(("{" if not self._parameters else ", ") + key + ": ", result)
         self._parameters += 1
-        schema = (self._schemas.get(self._name.strip()) or {}).get("properties", {}).get(self._parameter.strip())
-        self._streams = schema_types(schema) <= {"string"}
+        self._schema = (self._schemas.get(self._name.strip()) or {}).get("properties", {}).get(self._parameter.strip())
+        self._streams = schema_types(self._schema) <= {"string"}
         if self._streams:
             self._send_arguments('"', result)
         self._value, self._first_char, self._state = "", True, "value"
@@ -241,8 +242,7 @@ class XmlCallParser(CallReader):
         if self._streams:
             self._send_arguments(json.dumps(value, ensure_ascii=False)[1:-1] + '"', result)
         else:
-            schema = (self._schemas.get(self._name.strip()) or {}).get("properties", {}).get(self._parameter.strip())
-            self._send_arguments(json.dumps(typed_value(value, schema), ensure_ascii=False), result)
+            self._send_arguments(json.dumps(typed_value(value, self._schema), ensure_ascii=False), result)
         self._value, self._state = "", "parameters"
         return rest[len(PARAMETER_END) :] if marker == PARAMETER_END else rest
 
