@@ -5,19 +5,21 @@ fetched, /health/live keeps answering, and the gateway serves normally afterward
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import threading
 import time
 import urllib.request
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Self
 
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from gateway import schema_check
 from gateway.http.body import MAX_JSON_DEPTH
+from gateway.schema_check import SCHEMA_THREADS
 from gateway.schema_limits import MAX_SCHEMA_NODES, MAX_TOOL_SCHEMA_NODES
 from tests.conftest import sse_events, user
 
@@ -210,50 +212,71 @@ async def test_catastrophic_patterns_do_not_hang_a_strict_request(client: TestCl
 # --- liveness while the worst accepted input is being checked -----------------------------
 
 
-@contextlib.asynccontextmanager
-async def probing_liveness(client: TestClient) -> AsyncIterator[list[float]]:
-    """GET /health/live from another thread (its own clock: a blocked event loop cannot hide
-    from it) with a 1 s timeout, again and again; yields the answer times so far."""
-    url = str(client.make_url("/health/live"))
-    times: list[float] = []
-    failures: list[BaseException] = []
-    stop = threading.Event()
+class LivenessProbe:
+    """GET /health/live from another thread, again and again, counting the answers. A probe
+    has a 30 s deadline (a hang, not a measurement): its thread keeps its own clock, so an
+    event loop blocked by a check cannot hide from it."""
 
-    def probe() -> None:
-        while not stop.is_set():
-            started = time.perf_counter()
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.answered = 0
+        self.changed = threading.Condition()
+        self.failures: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._probe, daemon=True)
+
+    def _probe(self) -> None:
+        while not self._stop.is_set():
             try:
-                with urllib.request.urlopen(url, timeout=1) as response:
+                with urllib.request.urlopen(self.url, timeout=30) as response:
                     assert response.status == 200
-            except (OSError, AssertionError) as exc:  # a timeout above all
-                failures.append(exc)
-            times.append(time.perf_counter() - started)
+            except (OSError, AssertionError) as exc:
+                self.failures.append(exc)
+            with self.changed:
+                self.answered += 1
+                self.changed.notify_all()
             time.sleep(0.02)
 
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    try:
-        yield times
-    finally:
-        stop.set()
-        await asyncio.to_thread(thread.join)  # joining on the loop would block the probe's answer
-    assert not failures, failures
-    assert max(times) < 1
+    def answered_after(self, count: int) -> bool:
+        """Whether a probe is answered after the `count`-th, waiting up to 30 s for one."""
+        with self.changed:
+            return self.changed.wait_for(lambda: self.answered > count, timeout=30)
+
+    async def __aenter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join)  # joining on the loop would block the probe's answer
+        assert not self.failures, self.failures
 
 
-async def posted_while_probing(client: TestClient, body: dict[str, Any]) -> tuple[int, int]:
-    """(status, probes answered while the request was in flight)."""
-    async with probing_liveness(client) as times:
-        await asyncio.sleep(0.1)  # the probe is going
-        before = len(times)
-        response = await client.post("/v1/chat/completions", json=body)
-        await response.read()
-        during = len(times) - before
-    return response.status, during
+class WatchedChecks(ThreadPoolExecutor):
+    """The schema-check pool, holding each check's thread until the liveness probe has been
+    answered while the check ran: the answer proves the event loop was free meanwhile (a
+    check on the loop would block the probe and end in the 30 s deadline)."""
+
+    def __init__(self, probe: LivenessProbe) -> None:
+        super().__init__(max_workers=SCHEMA_THREADS, thread_name_prefix="watched-check")
+        self.probe = probe
+        self.checks: list[bool] = []  # per check: a probe was answered while it ran
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        def watched() -> Any:
+            before = self.probe.answered
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.checks.append(self.probe.answered_after(before))
+
+        return super().submit(watched)
 
 
-@pytest.mark.timeout(120)
-async def test_liveness_while_the_worst_accepted_input_is_checked(client: TestClient) -> None:
+@pytest.mark.timeout(180)
+async def test_liveness_while_the_worst_accepted_input_is_checked(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     defs: dict[str, Any] = {f"d{i}": {"anyOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(30)}
     defs["d30"] = {"type": "string", "pattern": "^(a|a)*$"}
     cases = [
@@ -262,8 +285,14 @@ async def test_liveness_while_the_worst_accepted_input_is_checked(client: TestCl
         (with_schema({"$defs": defs, "$ref": "#/$defs/d0"}, said="a" * 40 + "!"), 502),  # 2**30 paths
         (with_schema({"type": "string", "pattern": "^(a|a)*$"}, said="a" * 40 + "!"), 502),
     ]
-    for body, status in cases:
-        answered, probes = await posted_while_probing(client, body)
-        assert answered == status
-        assert probes >= 1
+    async with LivenessProbe(str(client.make_url("/health/live"))) as probe:
+        pool = WatchedChecks(probe)
+        monkeypatch.setattr(schema_check, "_POOL", pool)
+        for body, status in cases:
+            checked = len(pool.checks)
+            response = await client.post("/v1/chat/completions", json=body)
+            assert response.status == status, await response.text()
+            assert len(pool.checks) > checked  # the case was checked in the pool
+        assert all(pool.checks), pool.checks
+        pool.shutdown()
     await assert_serving(client)
