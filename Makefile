@@ -24,9 +24,10 @@ test: lint image-venv system-deps
 	$(PY) -m pytest -q
 
 # tests/deploy checks the nginx config with nginx itself and makes a test certificate with
-# openssl; the client suite runs the openai Node SDK (node, npm). Each COMMAND:PACKAGE is
+# openssl; the client suite runs the openai Node SDK (node, npm); the Redis response store is
+# tested against a real redis-server. Each COMMAND:PACKAGE is
 # installed with apt-get when missing (as root, or through sudo), else one line says how.
-SYSTEM_DEPS := nginx:nginx openssl:openssl node:nodejs npm:npm
+SYSTEM_DEPS := nginx:nginx openssl:openssl node:nodejs npm:npm redis-server:redis-server
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do tool=$${dep%%:*}; \
 		command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing="$$missing $${dep#*:}"; done; \

@@ -39,6 +39,7 @@ from gateway.metrics import Metrics
 from gateway.model_files import ModelFiles
 from gateway.multimodal import ImageModels
 from gateway.openai.context import GatewayState
+from gateway.response_store import open_store
 from gateway.settings import Settings
 from gateway.triton.client import TritonClient
 from gateway.triton.proxy import KServeProxy
@@ -137,10 +138,25 @@ def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity, guard: 
         lora = LoraCatalog(settings.lora_separator, settings.model_repository, settings.lora_modules)
         model_files = ModelFiles(settings.model_repository, settings.max_model_len)
         image_models = ImageModels(settings.image_models, model_files, tokenizers.source_for)
+        responses = await asyncio.to_thread(
+            open_store, settings.response_store, settings.response_store_ttl, settings.response_store_max_mb << 20
+        )
         app[STATE] = GatewayState(
-            settings, client, registry, engine, tokenizers, app[IMAGES], metrics, lora, model_files, image_models
+            settings,
+            client,
+            registry,
+            engine,
+            tokenizers,
+            app[IMAGES],
+            metrics,
+            lora,
+            model_files,
+            image_models,
+            responses,
         )
         yield
+        if responses is not None:
+            await responses.close()
 
     async def model_refresh(app: web.Application) -> AsyncIterator[None]:
         refresher = asyncio.create_task(app[STATE].registry.run(), name="model-registry-refresh")

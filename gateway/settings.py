@@ -451,6 +451,24 @@ class Settings:
         "request, the client's traceparent continued and passed on to Triton",
         metavar="URL",
     )
+    response_store: str = setting(
+        "sqlite:~/.local/state/triton-openai-gateway/responses.db",
+        "where /v1/responses keeps stored responses: sqlite:PATH (one file, shared by --workers), "
+        "redis://HOST:PORT/DB (shared by replicas; needs the [redis] extra), or none",
+        metavar="URL",
+    )
+    response_store_ttl: float = setting(
+        30 * 24 * 3600.0,
+        "seconds a stored response is kept (OpenAI's default: 30 days)",
+        parse=positive_seconds,
+        metavar="SECONDS",
+    )
+    response_store_max_mb: int = setting(
+        1024,
+        "size bound of the SQLite response store, oldest responses dropped first (Redis: its maxmemory)",
+        parse=positive_int,
+        metavar="MB",
+    )
     enable_kserve_frontends: bool = setting(
         False,
         "also expose Triton's KServe v2 API: HTTP /v2/... on the OpenAI port and gRPC on --kserve-grpc-port",

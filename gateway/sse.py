@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.errors import APIError
+from schemas.requests import StreamOptions
 
 DONE = b"data: [DONE]\n\n"
 _ENCODER = msgspec.json.Encoder()
@@ -26,6 +27,23 @@ def frame(payload: Any) -> bytes:
 def error_frame(error: APIError) -> bytes:
     """The event that ends a stream that failed midway (followed by [DONE])."""
     return b"data: " + error.to_json() + b"\n\n"
+
+
+class ChunkStream:
+    """What chat and text completion streams share: the envelope framed once, usage on every
+    chunk or at the end as the stream options ask, and [DONE] last (after an error event when
+    the stream failed)."""
+
+    def __init__(self, envelope: msgspec.Struct, options: StreamOptions | None) -> None:
+        self._framer = ChunkFramer(envelope)
+        self._include_usage = options is not None and options.include_usage
+        self.running_usage = self._include_usage and options is not None and options.continuous_usage_stats
+
+    async def closing(self, usage: msgspec.Struct | None) -> bytes:
+        return (self._framer.usage_frame(usage) if self._include_usage else b"") + DONE
+
+    def failure(self, error: APIError) -> bytes:
+        return error_frame(error) + DONE
 
 
 class ChunkFramer:

@@ -11,6 +11,8 @@ from typing import Any
 from tokenizers import Tokenizer
 
 USER_MARK = "<|user|>\n"
+TOOL_MARK = "<|tool|>\n"
+TOOL_REPLY = "The tool said: "  # the answer to a prompt that ends with a tool result
 END_MARK = "<|end|>"
 OPENINGS = ("You said: ", "I heard: ", "Echo: ", "Repeating: ")
 RAW_PREFIX = "/raw "  # a user turn starting with this is repeated verbatim, without an opening
@@ -61,7 +63,12 @@ class StandInTokenizer:
 
 
 def reply_for(prompt: str, temperature: float, seed: int | None) -> str:
-    """The last user turn of a chat prompt (or the raw prompt) repeated back."""
+    """The last user turn of a chat prompt (or the raw prompt) repeated back; after a tool
+    result, that result (as a model answers once its tool call has been run, so that an agent
+    loop ends)."""
+    result = last_tool_result(prompt)
+    if result is not None:
+        return TOOL_REPLY + result
     said = last_user_turn(prompt)
     if said.startswith(RAW_PREFIX):  # tests script the exact output this way
         return said[len(RAW_PREFIX) :]
@@ -149,6 +156,16 @@ def asks_for_prompt_report(prompt: str) -> bool:
     """Whether the last user turn is PROMPT_REPORT: in a rendered chat prompt, or in one
     decoded from token ids without its special tokens (the token-level engine sees that)."""
     return last_user_turn(prompt) == PROMPT_REPORT or prompt.split()[-1:] == [PROMPT_REPORT]
+
+
+def last_tool_result(prompt: str) -> str | None:
+    """The tool turn the prompt ends with (no user turn after it), if it does."""
+    start = prompt.rfind(TOOL_MARK)
+    if start == -1 or prompt.rfind(USER_MARK) > start:
+        return None
+    said = prompt[start + len(TOOL_MARK) :]
+    end = _TURN_END.search(said)
+    return (said[: end.start()] if end else said).strip()
 
 
 def last_user_turn(prompt: str) -> str:

@@ -34,6 +34,20 @@ TOOL_PARSERS = ("hermes", "ensemble=mistral", "tensorrt_llm_bls=llama3", "vllm_l
 REASONING_PARSERS = ("vllm_reasoning=deepseek_r1",)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def response_store_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every gateway of the session, in-process or spawned, keeps stored responses here (not in
+    the user's home): spawned ones read GATEWAY_RESPONSE_STORE from the environment."""
+    path = tmp_path_factory.mktemp("responses") / "responses.db"
+    before = os.environ.get("GATEWAY_RESPONSE_STORE")
+    os.environ["GATEWAY_RESPONSE_STORE"] = f"sqlite:{path}"
+    yield path
+    if before is None:
+        del os.environ["GATEWAY_RESPONSE_STORE"]
+    else:
+        os.environ["GATEWAY_RESPONSE_STORE"] = before
+
+
 @pytest.fixture(scope="session")
 def triton() -> Iterator[LocalTriton]:
     """A real tritonserver with tests/model_repository, shared by the whole session."""
@@ -50,8 +64,9 @@ def tokenizer():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def settings(triton: LocalTriton) -> Settings:
+def settings(triton: LocalTriton, response_store_path: Path) -> Settings:
     return Settings(
+        response_store=f"sqlite:{response_store_path}",
         triton_url=triton.grpc_url,
         host="127.0.0.1",
         tokenizer=(str(TOKENIZER_DIR),),

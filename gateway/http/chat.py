@@ -30,7 +30,6 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
             deltas,
             plan.formatter(),
             tokenizer=plan.tokenizer,
-            options=plan.stream_options,
             structured=plan.structured,
         )
     usage = await generate_choices(request, plan.choices, plan.model, plan.tokenizer, plan.structured, plan.stages)

@@ -28,7 +28,6 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
             stream_choices(request, plan.choices, plan.model, plan.tokenizer, plan.stages),
             plan.formatter(),
             tokenizer=plan.tokenizer,
-            options=plan.stream_options,
             structured=plan.structured,
         )
     usage = await generate_choices(request, plan.choices, plan.model, plan.tokenizer, plan.structured, plan.stages)

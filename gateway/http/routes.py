@@ -8,13 +8,14 @@ only opens with --enable-kserve-admin and an admin key.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.access import Access, ApiGroup, Policy, kserve_admin_policy
-from gateway.http import chat, completions, embeddings, health, kserve, models, tokenize
+from gateway.http import chat, completions, embeddings, health, kserve, models, responses, tokenize
 from gateway.http import metrics as metrics_endpoint
 from gateway.http.middleware import POLICIES
 from gateway.openapi import openapi_document
@@ -39,6 +40,7 @@ from schemas.responses import (
     TokenizeResponse,
     VersionResponse,
 )
+from schemas.responses_api import DeletedResponse, InputItemList, Response, ResponseEvent, ResponseRequest
 
 ROUTES = web.AppKey("routes", list["Route"])
 OPENAPI = web.AppKey("openapi", bytes)
@@ -56,7 +58,7 @@ class Route:
     summary: str = ""
     request: type | None = None  # the JSON body's Struct
     response: type | None = None  # the JSON answer's Struct
-    events: type | None = None  # the Struct of each server-sent event, when it can stream
+    events: Any = None  # the Struct (or union of Structs) of each server-sent event, when it can stream
 
     @property
     def access(self) -> Access:
@@ -87,6 +89,40 @@ def openai_routes(settings: Settings) -> list[Route]:
             CompletionRequest,
             Completion,
             CompletionChunk,
+        ),
+        Route(
+            "POST",
+            "/v1/responses",
+            responses.create_response,
+            inference,
+            "Create a response",
+            ResponseRequest,
+            Response,
+            ResponseEvent,
+        ),
+        Route(
+            "GET",
+            "/v1/responses/{response_id}",
+            responses.retrieve_response,
+            inference,
+            "Retrieve a stored response (only with the API key that created it)",
+            response=Response,
+        ),
+        Route(
+            "DELETE",
+            "/v1/responses/{response_id}",
+            responses.delete_response,
+            inference,
+            "Delete a stored response",
+            response=DeletedResponse,
+        ),
+        Route(
+            "GET",
+            "/v1/responses/{response_id}/input_items",
+            responses.list_input_items,
+            inference,
+            "The input items a stored response answered (its whole conversation)",
+            response=InputItemList,
         ),
         Route(
             "POST", "/v1/embeddings", embeddings.create_embeddings, inference, "Embed", EmbeddingRequest, EmbeddingList

@@ -19,19 +19,20 @@ from gateway.http.state import state_of
 from gateway.model_info import ModelInfo
 from gateway.openai.choices import Choice, total_usage
 from gateway.openai.pipeline import StageFactory, choice_deltas, run_to_end
-from gateway.sse import DONE, error_frame, open_event_stream
+from gateway.sse import open_event_stream
 from gateway.structured import StructuredOutput
-from schemas.requests import StreamOptions
 from schemas.responses import Usage
 
 log = logging.getLogger(__name__)
 
 
 class StreamFormatter(Protocol):
-    """How one API (chat or text completions) frames its chunks."""
+    """How one API (chat or text completions, responses) frames its stream."""
+
+    running_usage: bool  # whether chunks carry the usage so far (continuous usage stats)
 
     def opening(self, index: int) -> bytes | None:
-        """The chunk that starts choice `index` (chat: the assistant role), if any."""
+        """The frames that start choice `index` (chat: the assistant role), if any."""
         ...
 
     def chunk(self, index: int, delta: Delta, usage: Usage | None = None, offset: int = 0) -> bytes:
@@ -39,7 +40,13 @@ class StreamFormatter(Protocol):
         the choice's text."""
         ...
 
-    def usage_chunk(self, usage: Usage | None) -> bytes: ...
+    async def closing(self, usage: Usage | None) -> bytes:
+        """The frames after every choice has finished."""
+        ...
+
+    def failure(self, error: APIError) -> bytes:
+        """The frames that end a stream that failed midway."""
+        ...
 
 
 async def _next_delta(deltas: AsyncGenerator[tuple[int, Delta], None], deadline: float | None) -> tuple[int, Delta]:
@@ -107,19 +114,16 @@ async def serve_stream(
     formatter: StreamFormatter,
     *,
     tokenizer: TokenizerTools | None,
-    options: StreamOptions | None,
     structured: StructuredOutput,
 ) -> web.StreamResponse:
     """Stream the choices' deltas (from `stream_choices`) as SSE, each chunk tagged with its
     choice index.
 
     An error before the first delta is an ordinary JSON error response (the status still
-    means something then); later errors become an error event followed by [DONE]. Leaving
+    means something then); later errors end the stream with the formatter's failure frames. Leaving
     early (client gone) closes `deltas`, which cancels every choice's request on Triton.
-    `options` may ask for usage at the end or on every chunk; a strict `structured` output
-    judges each choice's whole text when it ends."""
-    include_usage = options is not None and options.include_usage
-    continuous_usage = include_usage and options is not None and options.continuous_usage_stats
+    A strict `structured` output judges each choice's whole text when it ends."""
+    running_usage = formatter.running_usage
     check_output = structured.check_output_async if structured.checks_output else None
     deadline = request.get(DEADLINE)
     metrics = state_of(request).metrics
@@ -133,8 +137,8 @@ async def serve_stream(
         write = watch.write
         started: set[int] = set()
         unfinished = len(choices)
-        # The frames of one delta (a choice's opening, its chunk; at the end the usage and
-        # [DONE]) go out in one write: one syscall and one chunk of the HTTP body.
+        # The frames of one delta (a choice's opening, its chunk; at the end the closing
+        # frames) go out in one write: one syscall and one chunk of the HTTP body.
         out = bytearray()
         try:
             while True:
@@ -147,7 +151,7 @@ async def serve_stream(
                 offset = choice.length - len(delta.text)  # the pipeline has added the delta already
                 finish_reason = delta.finish_reason
                 if delta.text or delta.reasoning or finish_reason is not None or delta.logprobs or delta.tool_calls:
-                    usage = total_usage(choices, tokenizer) if continuous_usage else None
+                    usage = total_usage(choices, tokenizer) if running_usage else None
                     out += formatter.chunk(index, delta, usage, offset)
                 if finish_reason is not None:
                     if check_output is not None:
@@ -164,11 +168,10 @@ async def serve_stream(
                 last_chunk = now
             usage = total_usage(choices, tokenizer)
             record_usage(request, model, usage)
-            if include_usage:
-                out += formatter.usage_chunk(usage)
+            out += await formatter.closing(usage)
         except APIError as error:
             log.warning("stream of %s failed midway: %s", request.path, error.message)
-            out += error_frame(error)
+            out += formatter.failure(error)
         except asyncio.CancelledError:
             if watch.stalled:
                 _drop_stalled(request)
@@ -176,14 +179,13 @@ async def serve_stream(
             if not cancelled_by_shutdown(request):
                 watch.close()
                 raise  # the client left
-            out += error_frame(ShuttingDown())
+            out += formatter.failure(ShuttingDown())
         except ConnectionResetError:
             watch.close()
             raise
         except Exception:
             log.exception("stream of %s failed midway", request.path)
-            out += error_frame(APIError("The gateway failed while streaming.", code="internal_error"))
-        out += DONE
+            out += formatter.failure(APIError("The gateway failed while streaming.", code="internal_error"))
         try:
             await write(bytes(out))
         except asyncio.CancelledError:

@@ -29,7 +29,7 @@ from gateway.openai.tools import ToolPlan, plan_tools_off_loop
 from gateway.reasoning import FORMATS as REASONING_FORMATS
 from gateway.reasoning import ReasoningFormat
 from gateway.settings import per_model
-from gateway.sse import ChunkFramer
+from gateway.sse import ChunkStream
 from gateway.structured import StructuredOutput
 from schemas.requests import ChatCompletionRequest, ChatMessage, ImagePart, StreamOptions, TextPart
 from schemas.responses import (
@@ -150,10 +150,10 @@ def check_prompt_inputs(
         check_template_inputs(tokens, body.messages, messages, tools.template_tools, body.chat_template_kwargs)
 
 
-class ChatStreamFormatter:
-    def __init__(self, request_id: str, created: int, model: str) -> None:
-        self._envelope = ChatCompletionChunk(id=request_id, object=_CHUNK, created=created, model=model, choices=[])
-        self._framer = ChunkFramer(self._envelope)
+class ChatStreamFormatter(ChunkStream):
+    def __init__(self, request_id: str, created: int, model: str, options: StreamOptions | None) -> None:
+        envelope = ChatCompletionChunk(id=request_id, object=_CHUNK, created=created, model=model, choices=[])
+        super().__init__(envelope, options)
 
     def opening(self, index: int) -> bytes:
         return self._framer.frame(ChatChunkChoice(index, ChatDelta(role="assistant", content="")))
@@ -174,9 +174,6 @@ class ChatStreamFormatter:
 
     def _frame(self, choice: ChatChunkChoice, usage: Usage | None = None) -> bytes:
         return self._framer.frame(choice, usage)
-
-    def usage_chunk(self, usage: Usage | None) -> bytes:
-        return self._framer.usage_frame(usage)
 
 
 def _call_pieces(part: ToolCall) -> list[ToolCallDelta]:
@@ -214,7 +211,7 @@ class ChatPlan:
         return [self.stops, self.reasoning, self.tools.stage]
 
     def formatter(self) -> ChatStreamFormatter:
-        return ChatStreamFormatter(self.id, self.created, self.model_name)
+        return ChatStreamFormatter(self.id, self.created, self.model_name, self.stream_options)
 
 
 async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_request_id: str) -> ChatPlan:

@@ -18,7 +18,7 @@ from gateway.openai.pipeline import StageFactory
 from gateway.openai.resolve import resolve_target
 from gateway.openai.sampling import check_common, check_room, generation_request, unsupported
 from gateway.openai.stops import stop_stage
-from gateway.sse import ChunkFramer
+from gateway.sse import ChunkStream
 from gateway.structured import StructuredOutput
 from schemas.requests import CompletionRequest, StreamOptions
 from schemas.responses import Completion, CompletionChoice, CompletionChunk, Usage
@@ -71,10 +71,12 @@ def check_completion(body: CompletionRequest) -> None:
         raise unsupported("logprobs", "logprobs together with echo (prompt logprobs)")
 
 
-class CompletionStreamFormatter:
-    def __init__(self, request_id: str, created: int, model: str, echoes: list[str] | None) -> None:
-        self._envelope = CompletionChunk(id=request_id, object=_OBJECT, created=created, model=model, choices=[])
-        self._framer = ChunkFramer(self._envelope)
+class CompletionStreamFormatter(ChunkStream):
+    def __init__(
+        self, request_id: str, created: int, model: str, echoes: list[str] | None, options: StreamOptions | None
+    ) -> None:
+        envelope = CompletionChunk(id=request_id, object=_OBJECT, created=created, model=model, choices=[])
+        super().__init__(envelope, options)
         self._echoes = echoes
 
     def opening(self, index: int) -> bytes | None:
@@ -86,9 +88,6 @@ class CompletionStreamFormatter:
         echoed = len(self._echoes[index]) if self._echoes is not None else 0
         tokens = completion_logprobs(delta.logprobs, offset + echoed) if delta.logprobs else None
         return self._framer.frame(CompletionChoice(index, delta.text, delta.finish_reason, tokens), usage)
-
-    def usage_chunk(self, usage: Usage | None) -> bytes:
-        return self._framer.usage_frame(usage)
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ class CompletionPlan:
 
     def formatter(self) -> CompletionStreamFormatter:
         echoes = [choice.request.prompt for choice in self.choices] if self.echo else None
-        return CompletionStreamFormatter(self.id, self.created, self.model_name, echoes)
+        return CompletionStreamFormatter(self.id, self.created, self.model_name, echoes, self.stream_options)
 
 
 async def plan_completion(body: CompletionRequest, state: GatewayState, triton_request_id: str) -> CompletionPlan:

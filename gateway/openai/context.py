@@ -12,6 +12,7 @@ from gateway.media.images import ImageLoader
 from gateway.metrics import Metrics
 from gateway.model_files import ModelFiles
 from gateway.multimodal import ImageModels
+from gateway.response_store import ResponseStore
 from gateway.settings import Settings
 from gateway.triton.client import TritonClient
 from gateway.triton.registry import ModelRegistry
@@ -29,3 +30,4 @@ class GatewayState:
     lora: LoraCatalog
     model_files: ModelFiles
     image_models: ImageModels
+    responses: ResponseStore | None  # None: --response-store none

@@ -24,7 +24,7 @@ def _obvious(request_id: str, created: int, model: str, text: str) -> bytes:
 def chunks_per_second(count: int = 200_000) -> dict[str, float]:
     """Frames per second for each encoder; both produce the same JSON."""
     request_id, created, model, text = "chatcmpl-0123456789abcdef", 1_700_000_000, "bench_vllm", "tok "
-    formatter = ChatStreamFormatter(request_id, created, model)
+    formatter = ChatStreamFormatter(request_id, created, model, None)
     assert json.loads(formatter.chunk(0, Delta(text))[6:]) == json.loads(_obvious(request_id, created, model, text)[6:])
     results = {}
     for name, encode in (

@@ -6,7 +6,8 @@ from gateway.errors import BackendError
 from gateway.generation import Delta
 from gateway.openai.chat import ChatStreamFormatter
 from gateway.openai.completions import CompletionStreamFormatter
-from gateway.sse import ChunkFramer, error_frame
+from gateway.sse import DONE, ChunkFramer, error_frame
+from schemas.requests import StreamOptions
 from schemas.responses import ChatChunkChoice, ChatCompletionChunk, ChatDelta, Usage
 
 
@@ -31,21 +32,28 @@ def test_framed_chunk_equals_the_whole_struct_encoded() -> None:
     assert parse(first)["choices"][0]["delta"]["content"] == "héllo"  # the buffer reuse left `first` intact
 
 
-def test_chat_formatter_opening_and_usage() -> None:
-    formatter = ChatStreamFormatter("chatcmpl-1", 5, "m")
+async def test_chat_formatter_opening_and_usage() -> None:
+    formatter = ChatStreamFormatter("chatcmpl-1", 5, "m", StreamOptions(include_usage=True))
+    assert not formatter.running_usage
     assert parse(formatter.opening(0))["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert parse(formatter.opening(2))["choices"][0]["index"] == 2
-    usage = parse(formatter.usage_chunk(Usage(1, 2, 3)))
+    closing = await formatter.closing(Usage(1, 2, 3))
+    assert closing.endswith(DONE)
+    usage = parse(closing.removesuffix(DONE))
     assert usage["choices"] == [] and usage["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    assert await ChatStreamFormatter("chatcmpl-1", 5, "m", None).closing(Usage(1, 2, 3)) == DONE
+    assert ChatStreamFormatter("c", 5, "m", StreamOptions(True, continuous_usage_stats=True)).running_usage
+    failed = formatter.failure(BackendError("no", code="x"))
+    assert failed.endswith(DONE) and parse(failed.removesuffix(DONE))["error"]["code"] == "x"
     assert "usage" not in parse(formatter.chunk(0, Delta("x")))
     with_usage = parse(formatter.chunk(1, Delta("x"), Usage(1, 1, 2)))
     assert with_usage["usage"]["total_tokens"] == 2 and with_usage["choices"][0]["index"] == 1
 
 
 def test_completion_formatter() -> None:
-    formatter = CompletionStreamFormatter("cmpl-1", 5, "m", None)
+    formatter = CompletionStreamFormatter("cmpl-1", 5, "m", None, None)
     assert formatter.opening(0) is None
-    echoing = CompletionStreamFormatter("cmpl-1", 5, "m", ["Say", "Ask"])
+    echoing = CompletionStreamFormatter("cmpl-1", 5, "m", ["Say", "Ask"], None)
     assert parse(echoing.opening(1))["choices"][0] == {
         "index": 1,
         "text": "Ask",
