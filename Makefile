@@ -25,9 +25,9 @@ test: lint image-venv system-deps
 
 # tests/deploy checks the nginx config with nginx itself and makes a test certificate with
 # openssl; the client suite runs the openai Node SDK (node, npm); the Redis response store is
-# tested against a real redis-server. Each COMMAND:PACKAGE is
+# tested against a real redis-server, and /docs in a headless chromium. Each COMMAND:PACKAGE is
 # installed with apt-get when missing (as root, or through sudo), else one line says how.
-SYSTEM_DEPS := nginx:nginx openssl:openssl node:nodejs npm:npm redis-server:redis-server
+SYSTEM_DEPS := nginx:nginx openssl:openssl node:nodejs npm:npm redis-server:redis-server chromium:chromium
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do tool=$${dep%%:*}; \
 		command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing="$$missing $${dep#*:}"; done; \

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.access import Access, ApiGroup, Policy, kserve_admin_policy
-from gateway.http import chat, completions, embeddings, health, kserve, models, responses, tokenize
+from gateway.http import chat, completions, docs, embeddings, health, kserve, models, responses, tokenize
 from gateway.http import metrics as metrics_endpoint
 from gateway.http.middleware import POLICIES
 from gateway.openapi import openapi_document
@@ -155,6 +155,9 @@ def openai_routes(settings: Settings) -> list[Route]:
             response=VersionResponse,
         ),
         Route("GET", "/openapi.json", openapi_json, Policy(ApiGroup.HEALTH, Access.API_KEY), "This document"),
+        # Static, and open so that a browser can load it: the document it shows needs the key.
+        Route("GET", "/docs", docs.page, Policy(ApiGroup.HEALTH, Access.OPEN), "This document in Swagger UI"),
+        Route("GET", "/docs/{name}", docs.asset, Policy(ApiGroup.HEALTH, Access.OPEN), "Swagger UI's files"),
     ]
 
 

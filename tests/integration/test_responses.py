@@ -332,3 +332,18 @@ async def test_an_openai_agents_sdk_agent_with_one_function_tool(
     result = await Runner.run(agent, CALL, max_turns=4)
     assert looked_up == ["Oslo"]
     assert result.final_output == "The tool said: Sunny in Oslo"
+
+
+async def test_a_generation_that_fails_midway(sdk: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as failed:
+        await sdk.responses.create(model=MODEL, input="/fail please", temperature=0, max_output_tokens=40)
+    assert failed.value.body["code"] == "backend_error"  # type: ignore[index]
+    stream = await sdk.responses.create(model=MODEL, input="/fail please", temperature=0, stream=True)
+    events = [event async for event in stream]
+    assert any(event.type == "response.output_text.delta" for event in events)  # it failed after some text
+    last = events[-1]
+    assert last.type == "response.failed" and last.response.status == "failed"  # type: ignore[union-attr]
+    assert last.response.error is not None and last.response.error.code == "backend_error"  # type: ignore[union-attr]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    with pytest.raises(openai.NotFoundError):  # a failed response is not stored
+        await sdk.responses.retrieve(last.response.id)  # type: ignore[union-attr]
