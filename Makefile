@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := gateway schemas tests standin
 RUFF_OPTS := --line-length 120 --target-version py311
 
-.PHONY: install run test system-deps unit integration lint format image-venv bench bench-aiperf soak clean
+.PHONY: install run test system-deps unit integration lint format image-venv bench bench-routing bench-aiperf soak clean
 
 install: $(STAMP)
 
@@ -69,6 +69,10 @@ format: install
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m tests.benchmarks.harness $(BENCH_ARGS)
+
+# --routing round_robin against --routing prefix on two tritonservers with a simulated prefix cache.
+bench-routing: install
+	$(PY) -m tests.benchmarks.routing $(BENCH_ROUTING_ARGS)
 
 # Streams for SOAK_SECONDS at 64 concurrent clients, 10% of them leaving mid-stream.
 SOAK_SECONDS ?= 300

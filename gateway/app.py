@@ -84,7 +84,10 @@ def _lifecycle(settings: Settings, metrics: Metrics, capacity: Capacity, guard: 
 
     async def triton_client(app: web.Application) -> AsyncIterator[None]:
         app[TRITON_CLIENT] = TritonClient(
-            settings.triton_url, channels=settings.grpc_channels, keepalive_time=settings.grpc_keepalive_time
+            settings.triton_url,
+            channels=settings.grpc_channels,
+            keepalive_time=settings.grpc_keepalive_time,
+            prefix_routing=settings.routing == "prefix",
         )
         yield
         await app[TRITON_CLIENT].close()

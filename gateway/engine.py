@@ -49,7 +49,8 @@ class Engine:
             for attempt in (1, 2):
                 reader = adapter.reader(request, tokenizer)
                 started = False
-                async with self._client.stream(adapter.build_request(request), spans.metadata()) as responses:
+                infer = adapter.build_request(request)
+                async with self._client.stream(infer, spans.metadata(), request.routing_key) as responses:
                     try:
                         async for response in responses:
                             delta = reader.read(response, responses.finished)

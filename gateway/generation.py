@@ -54,6 +54,7 @@ class GenerationRequest:
     images: list[bytes] | None = None  # base64, in the order the prompt's placeholders name them
     lora_name: str | None = None  # a LoRA adapter of the model
     lora_path: str | None = None  # where its files are, as the gateway sees them
+    routing_key: str | None = None  # with --routing prefix: what picks the Triton (see gateway/triton/routing.py)
 
 
 @dataclass(frozen=True, slots=True)

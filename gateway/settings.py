@@ -212,6 +212,14 @@ class Settings:
         parse=positive_int,
         metavar="N",
     )
+    routing: str = setting(
+        "round_robin",
+        "how requests spread over several Tritons: round_robin (gRPC's own) or prefix (a conversation's "
+        "requests to the Triton whose prefix cache holds it, by consistent hashing with bounded load)",
+        parse=one_of("round_robin", "prefix"),
+        choices=("round_robin", "prefix"),
+        metavar="POLICY",
+    )
     workers: int = setting(
         1,
         "gateway processes sharing the port (SO_REUSEPORT); one per spare core scales throughput",

@@ -31,6 +31,7 @@ from gateway.reasoning import ReasoningFormat
 from gateway.settings import per_model
 from gateway.sse import ChunkStream
 from gateway.structured import StructuredOutput
+from gateway.triton.routing import routing_key
 from schemas.requests import ChatCompletionRequest, ChatMessage, ImagePart, StreamOptions, TextPart
 from schemas.responses import (
     AssistantMessage,
@@ -259,6 +260,7 @@ async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_req
         lora_name=target.adapter,
         lora_path=target.adapter_path,
         keep_special_tokens=model.flavour.keeps_special_tokens_on_request and _parses_markers(reasoning_format, tools),
+        routing_key=routing_key(conversation_start(body.messages), body.user) if state.prefix_routing else None,
     )
     return ChatPlan(
         id=f"chatcmpl-{uuid.uuid4().hex}",
@@ -284,6 +286,20 @@ async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_req
         stream=body.stream,
         stream_options=body.stream_options,
     )
+
+
+def conversation_start(messages: list[ChatMessage]) -> str:
+    """The messages up to and including the first user turn: what every later turn of the
+    conversation sends again, so its routing key stays the same."""
+    parts = []
+    for message in messages:
+        content = message.content
+        if isinstance(content, list):
+            content = " ".join(part.text for part in content if isinstance(part, TextPart))
+        parts.append(f"{message.role}\x1f{content or ''}")
+        if message.role == "user":
+            break
+    return "\x1e".join(parts)
 
 
 def tool_parser_name(state: GatewayState, model: str) -> str | None:

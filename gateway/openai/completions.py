@@ -20,6 +20,7 @@ from gateway.openai.sampling import check_common, check_room, generation_request
 from gateway.openai.stops import stop_stage
 from gateway.sse import ChunkStream
 from gateway.structured import StructuredOutput
+from gateway.triton.routing import RAW_PROMPT_START, routing_key
 from schemas.requests import CompletionRequest, StreamOptions
 from schemas.responses import Completion, CompletionChoice, CompletionChunk, Usage
 
@@ -142,6 +143,8 @@ async def plan_completion(body: CompletionRequest, state: GatewayState, triton_r
         cumulative_logprob=best_of > body.n,  # to rank the candidates
         lora_name=target.adapter,
         lora_path=target.adapter_path,
+        # a raw prompt's start: a system part that later turns repeat
+        routing_key=routing_key(prompts[0][:RAW_PROMPT_START], body.user) if state.prefix_routing else None,
     )
     return CompletionPlan(
         id=f"cmpl-{uuid.uuid4().hex}",

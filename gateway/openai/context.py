@@ -31,3 +31,8 @@ class GatewayState:
     model_files: ModelFiles
     image_models: ImageModels
     responses: ResponseStore | None  # None: --response-store none
+
+    @property
+    def prefix_routing(self) -> bool:
+        """Whether requests carry a routing key (--routing prefix)."""
+        return self.settings.routing == "prefix"

@@ -6,7 +6,8 @@ a numpy round trip. Each inference is its own `ModelStreamInfer` call, so cancel
 call cancels exactly that request inside Triton.
 
 Several Tritons behind one target are balanced by gRPC (round_robin with health checks);
-the client only narrows a model's requests to the Tritons that have it.
+the client only narrows a model's requests to the Tritons that have it. With prefix routing,
+a request with a routing key goes to the Triton that gateway/triton/routing.py picks for it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeAlias
+from typing import Any, Protocol, Self, TypeAlias
 
 import grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from gateway.errors import APIError, BackendUnavailable, BadGateway, InvalidRequest
+from gateway.triton.routing import PrefixRouter
 from gateway.triton.targets import SPREAD_SERVICE_CONFIG, Target, parse_target, subset_target
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ class TritonClient:
         channels: int = 2,
         max_message_bytes: int = 256 * 1024 * 1024,
         keepalive_time: float | None = None,
+        prefix_routing: bool = False,
     ) -> None:
         self.url = url
         self._keepalive_time = keepalive_time
@@ -113,6 +116,10 @@ class TritonClient:
         self._answering: frozenset[str] = frozenset()
         self._subset_pools: dict[frozenset[str], ChannelPool] = {}
         self._retiring: set[asyncio.Task[None]] = set()
+        # Prefix routing: over the endpoint pools, skipping a Triton that just failed a call
+        # until the next repository index finds it answering.
+        self._router = PrefixRouter() if prefix_routing and self._target.spread else None
+        self._failed: set[str] = set()
 
     def _new_pool(self, target: str, size: int, spread: bool) -> ChannelPool:
         return ChannelPool(target, size, self._max_message_bytes, spread, self._keepalive_time)
@@ -189,6 +196,7 @@ class TritonClient:
         if not answering:
             raise BackendUnavailable("None of the inference servers is reachable; try again shortly.")
         self._answering = frozenset(answering)
+        self._failed -= answering
         self._model_endpoints = {name: frozenset(where) for name, where in served.items()}
         self._drop_unused_subsets()
         return entries
@@ -200,7 +208,9 @@ class TritonClient:
         for endpoint in known - set(endpoints):
             await self._endpoint_pools.pop(endpoint).close()
         for endpoint in set(endpoints) - known:
-            self._endpoint_pools[endpoint] = self._new_pool(endpoint, 1, False)
+            # A routed request rides its Triton's endpoint pool: as many channels as the main one.
+            size = self._size if self._router is not None else 1
+            self._endpoint_pools[endpoint] = self._new_pool(endpoint, size, False)
         if self._target.dns_name is not None and known and set(endpoints) - known:
             log.info("Triton endpoints of %s are now %s", self.url, ", ".join(endpoints))
             self._retire(self._pool)
@@ -263,11 +273,89 @@ class TritonClient:
             return InvalidRequest(f"Triton could not do it: {details}", param="model", code="model_control_failed")
         return rpc_error(exc, self.url)
 
-    def stream(self, request: pb.ModelInferRequest, metadata: Sequence[tuple[str, str]] = ()) -> InferenceStream:
+    def stream(
+        self, request: pb.ModelInferRequest, metadata: Sequence[tuple[str, str]] = (), routing_key: str | None = None
+    ) -> InferenceStream:
         """Open a `ModelStreamInfer` call for one request; use with `async with`. `metadata`
-        goes with the call (a trace context, `traceparent`)."""
+        goes with the call (a trace context, `traceparent`); with prefix routing, `routing_key`
+        picks the Triton."""
         request.parameters[EMPTY_FINAL_FLAG].bool_param = True
-        return InferenceStream(lambda: self._stub_for(request.model_name), request, self.url, tuple(metadata))
+        model = request.model_name
+        route: Route = _Balanced(lambda: self._stub_for(model))
+        if self._router is not None and routing_key is not None:
+            route = _Routed(self, model, routing_key)
+        return InferenceStream(route, request, self.url, tuple(metadata))
+
+    def routed_stub(self, model: str, key: str) -> tuple[str | None, Stub]:
+        """(the Triton picked for `key`, a stub to it), counted as in flight until
+        `route_ended`; (None, the balanced stub) when there is nothing to pick from (no index
+        yet, or every Triton that serves the model just failed)."""
+        serving = self._model_endpoints.get(model, self._answering)
+        endpoints = frozenset(endpoint for endpoint in serving if endpoint in self._endpoint_pools) - self._failed
+        if self._router is None or not endpoints:
+            return None, self._stub_for(model)
+        endpoint = self._router.pick(key, endpoints)
+        self._router.started(endpoint)
+        return endpoint, self._endpoint_pools[endpoint].stub()
+
+    def route_failed(self, endpoint: str) -> None:
+        """`endpoint` failed a call as unavailable: no routed request goes there until the
+        next repository index finds it answering."""
+        if endpoint not in self._failed:
+            log.info("Triton at %s is unavailable: its keys go to the other Tritons", endpoint)
+            self._failed.add(endpoint)
+
+    def route_ended(self, endpoint: str) -> None:
+        if self._router is not None:
+            self._router.ended(endpoint)
+
+
+class Route(Protocol):
+    """Where one request's call goes: `stub()` for each attempt, `failed()` when an attempt
+    found its Triton unavailable, `ended()` once the call is over."""
+
+    def stub(self) -> Stub: ...
+
+    def failed(self) -> None: ...
+
+    def ended(self) -> None: ...
+
+
+class _Balanced:
+    """gRPC's own balancing: the next channel of the pool for the model."""
+
+    def __init__(self, stub: Callable[[], Stub]) -> None:
+        self.stub = stub
+
+    def failed(self) -> None:
+        pass
+
+    def ended(self) -> None:
+        pass
+
+
+class _Routed:
+    """A call to the Triton the prefix router picks for the key, counted while it runs."""
+
+    def __init__(self, client: TritonClient, model: str, key: str) -> None:
+        self._client = client
+        self._model = model
+        self._key = key
+        self._endpoint: str | None = None
+
+    def stub(self) -> Stub:
+        self.ended()  # a retry: the earlier attempt no longer counts
+        self._endpoint, stub = self._client.routed_stub(self._model, self._key)
+        return stub
+
+    def failed(self) -> None:
+        if self._endpoint is not None:
+            self._client.route_failed(self._endpoint)
+
+    def ended(self) -> None:
+        if self._endpoint is not None:
+            self._client.route_ended(self._endpoint)
+            self._endpoint = None
 
 
 class InferenceStream:
@@ -279,12 +367,12 @@ class InferenceStream:
 
     def __init__(
         self,
-        stub: Callable[[], Stub],
+        route: Route,
         request: pb.ModelInferRequest,
         url: str,
         metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        self._next_stub = stub
+        self._route = route
         self._request = request
         self._url = url
         self._metadata = metadata or None
@@ -294,7 +382,7 @@ class InferenceStream:
         self.finished = False
 
     async def _open(self) -> None:
-        self._call = call = self._next_stub().ModelStreamInfer(metadata=self._metadata)
+        self._call = call = self._route.stub().ModelStreamInfer(metadata=self._metadata)
         try:
             await call.write(self._request)
             await call.done_writing()
@@ -314,7 +402,10 @@ class InferenceStream:
             await self._open()
 
     def _may_retry(self, code: grpc.StatusCode, details: str | None) -> bool:
-        if self._answered or self._retries <= 0 or code != grpc.StatusCode.UNAVAILABLE:
+        if code != grpc.StatusCode.UNAVAILABLE:
+            return False
+        self._route.failed()
+        if self._answered or self._retries <= 0:
             return False
         self._retries -= 1
         log.info("Triton went away before answering (%s); sending the request again", details)
@@ -329,6 +420,7 @@ class InferenceStream:
     ) -> None:
         if self._call is not None and not self._call.done():
             self._call.cancel()
+        self._route.ended()
 
     def __aiter__(self) -> InferenceStream:
         return self
@@ -346,6 +438,10 @@ class InferenceStream:
             self.finished = True
             raise rpc_error(exc, self._url) from None
         except (grpc.aio.UsageError, grpc.aio.InternalError) as exc:
+            # The connection went (a killed Triton): as UNAVAILABLE, sent again if nothing came yet.
+            if self._may_retry(grpc.StatusCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}"):
+                await self._open()
+                return await self.__anext__()
             self.finished = True
             log.warning("Triton at %s: the call broke: %s: %s", self._url, type(exc).__name__, exc)
             raise BackendUnavailable("The inference server is unavailable; try again shortly.") from None

@@ -49,6 +49,7 @@ class Cell:
     itl_ms: tuple[float, float]
     e2e_ms: float  # p50
     gateway_cpu_seconds: float | None = None
+    client_cpu_seconds: float | None = None  # this process's, for the direct client: the floor
     delay_ms: float = 0.0
 
     @property
@@ -64,6 +65,14 @@ class Cell:
         if self.gateway_cpu_seconds is None or not self.chunks:
             return None
         return self.gateway_cpu_seconds / self.chunks * 1e6
+
+    @property
+    def client_cpu_us_per_chunk(self) -> float | None:
+        """The direct client's CPU per response read: what any Python client of these
+        streams spends, the floor of a gateway's cost."""
+        if self.client_cpu_seconds is None or not self.chunks:
+            return None
+        return self.client_cpu_seconds / self.chunks * 1e6
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -82,6 +91,9 @@ class Cell:
             "itl_p99_ms": round(self.itl_ms[1], 3),
             "e2e_p50_ms": round(self.e2e_ms, 3),
             "gateway_cpu_us_per_chunk": None if self.cpu_us_per_chunk is None else round(self.cpu_us_per_chunk, 2),
+            "floor_cpu_us_per_chunk": None
+            if self.client_cpu_us_per_chunk is None
+            else round(self.client_cpu_us_per_chunk, 2),
         }
 
 
@@ -129,12 +141,13 @@ async def run_cell(
     gateway_pid: int | None,
 ) -> Cell:
     """Keep `concurrency` requests in flight for warmup + seconds; count those started after
-    the warm-up."""
+    the warm-up. Without a gateway (the direct client), this process's own CPU is measured."""
     started = time.perf_counter()
     measure_from = started + warmup
     deadline = measure_from + seconds
     timings: list[Timing] = []
     cpu_before = 0.0
+    own_cpu_before = 0.0
 
     async def worker() -> None:
         while time.perf_counter() < deadline:
@@ -143,15 +156,17 @@ async def run_cell(
                 timings.append(timing)
 
     async def mark_cpu() -> None:
-        nonlocal cpu_before
+        nonlocal cpu_before, own_cpu_before
         await asyncio.sleep(warmup)
         if gateway_pid is not None:
             cpu_before = process_cpu_seconds(gateway_pid)
+        own_cpu_before = time.process_time()
 
     marker = asyncio.create_task(mark_cpu())
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     await marker
     cpu = process_cpu_seconds(gateway_pid) - cpu_before if gateway_pid is not None else None
+    own_cpu = time.process_time() - own_cpu_before if gateway_pid is None else None
     end = max((t.end for t in timings), default=deadline)
     ok = [t for t in timings if t.error is None]
     ttft = [(t.token_times[0] - t.start) * 1e3 for t in ok if t.token_times]
@@ -168,6 +183,7 @@ async def run_cell(
         itl_ms=(percentile(gaps, 0.5), percentile(gaps, 0.99)),
         e2e_ms=percentile([(t.end - t.start) * 1e3 for t in ok], 0.5),
         gateway_cpu_seconds=cpu,
+        client_cpu_seconds=own_cpu,
     )
 
 

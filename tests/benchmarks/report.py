@@ -29,6 +29,8 @@ def ratios(cells: list[Cell]) -> list[dict[str, Any]]:
                 "added_ttft_p50_ms": round(stream.ttft_ms[0] - direct.ttft_ms[0], 3),
                 "added_ttft_p99_ms": round(stream.ttft_ms[1] - direct.ttft_ms[1], 3),
                 "gateway_cpu_us_per_chunk": stream.cpu_us_per_chunk and round(stream.cpu_us_per_chunk, 2),
+                "floor_cpu_us_per_chunk": direct.client_cpu_us_per_chunk and round(direct.client_cpu_us_per_chunk, 2),
+                "gateway_cpu_vs_floor": _ratio(stream.cpu_us_per_chunk or 0.0, direct.client_cpu_us_per_chunk or 0.0),
             }
         )
     return rows
@@ -51,12 +53,13 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         (
             "| delay ms | mode | conc. | req/s | tokens/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms "
-            "| gateway CPU µs/chunk | errors |"
+            "| CPU µs/chunk | errors |"
         ),
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for cell in result["cells"]:
-        cpu = cell["gateway_cpu_us_per_chunk"]
+        # the gateway's CPU; for the direct client its own (the floor)
+        cpu = cell["gateway_cpu_us_per_chunk"] if cell["mode"] != "direct" else cell.get("floor_cpu_us_per_chunk")
         lines.append(
             f"| {cell['delay_ms']:g} | {cell['mode']} | {cell['concurrency']} | {cell['requests_per_s']:.1f} | {cell['tokens_per_s']:.0f} "
             f"| {_number(cell['ttft_p50_ms'])} | {_number(cell['ttft_p99_ms'])} | {_number(cell['itl_p50_ms'])} "
@@ -66,14 +69,14 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         (
             "| delay ms | conc. | stream tokens/s ÷ direct | stream req/s ÷ non-stream | added TTFT p50 ms "
-            "| added TTFT p99 ms |"
+            "| added TTFT p99 ms | gateway CPU ÷ floor |"
         ),
-        "|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["ratios"]:
         lines.append(
             f"| {row['delay_ms']:g} | {row['concurrency']} | {row['stream_tokens_vs_direct']:.3f} | {row['stream_requests_vs_nonstream']:.3f} "
-            f"| {row['added_ttft_p50_ms']:.2f} | {row['added_ttft_p99_ms']:.2f} |"
+            f"| {row['added_ttft_p50_ms']:.2f} | {row['added_ttft_p99_ms']:.2f} | {_number(row['gateway_cpu_vs_floor'], 2)} |"
         )
     micro = result.get("sse_micro")
     if micro:
@@ -89,7 +92,10 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     lines += [
         "",
-        "Non-streamed rows count one chunk per request, so their CPU column is per request.",
+        (
+            "Non-streamed rows count one chunk per request, so their CPU column is per request. The direct rows' CPU "
+            "is the direct client's own: a client that only reads the same Triton streams (the floor)."
+        ),
         f"Gateway peak RSS over the run: {result['gateway_peak_rss_mib']:.0f} MiB.",
     ]
     return "\n".join(lines) + "\n"

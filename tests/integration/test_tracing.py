@@ -133,11 +133,17 @@ def _warm_up(receiver: Receiver, url: str) -> None:
         time.sleep(0.2)
 
 
-def spans_of(receiver: Receiver, trace_id: bytes, wanted: int) -> list[tuple[str, Any]]:
-    deadline = time.monotonic() + 30
+GATEWAY_SPANS = {"POST /v1/chat/completions", "plan", "triton ModelStreamInfer", "first token", "streaming"}
+
+
+def spans_of(receiver: Receiver, trace_id: bytes) -> list[tuple[str, Any]]:
+    """The trace's spans once the gateway's five and at least one of Triton's have arrived
+    (each side exports on its own schedule), or what there is after 60 s."""
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         found = receiver.of_trace(trace_id)
-        if len(found) >= wanted:
+        ours = {span.name for service, span in found if service == "triton-openai-gateway"}
+        if GATEWAY_SPANS <= ours and any(service == "triton" for service, _ in found):
             return found
         time.sleep(0.2)
     return receiver.of_trace(trace_id)
@@ -152,9 +158,9 @@ def test_one_trace_from_the_client_through_the_gateway_into_triton(traced: tuple
     response = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=30)
     assert response.status_code == 200
 
-    spans = spans_of(receiver, trace_id, wanted=6)
+    spans = spans_of(receiver, trace_id)
     ours = {span.name: span for service, span in spans if service == "triton-openai-gateway"}
-    assert {"POST /v1/chat/completions", "plan", "triton ModelStreamInfer", "first token", "streaming"} <= set(ours)
+    assert set(ours) >= GATEWAY_SPANS
     server = ours["POST /v1/chat/completions"]
     assert server.parent_span_id == client_span  # the client's trace, continued
     call = ours["triton ModelStreamInfer"]

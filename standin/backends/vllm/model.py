@@ -27,7 +27,8 @@ starting with "/raw " is repeated verbatim, so tests can script the model's exac
 starting with "/fail" makes it raise after three tokens). With
 `temperature > 0` the opening words are drawn at random (reproducibly with `seed`).
 Knobs for tests live under the `stand_in` key of `model.json`:
-`token_delay_ms` (pause before each token) and `tokens_per_response` (streaming batch size).
+`token_delay_ms` (pause before each token), `tokens_per_response` (streaming batch size) and
+`prefix_cache` (a simulated prefix cache, standin/prefix_cache.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import triton_python_backend_utils as pb_utils
 sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 from standin.decoupled import AsyncDecoupledModel
 from standin.generation import Generation
+from standin.prefix_cache import PrefixCache
 from standin.text import (
     FAIL_PREFIX,
     RAW_PREFIX,
@@ -212,6 +214,8 @@ class TritonPythonModel(AsyncDecoupledModel):
         stand_in = engine_args.get("stand_in", {})
         self.token_delay = float(stand_in.get("token_delay_ms", 0)) / 1000.0
         self.tokens_per_response = int(stand_in.get("tokens_per_response", 1))
+        # `stand_in.prefix_cache`: a simulated prefix cache, for prefix-affine routing (see standin/prefix_cache.py).
+        self.prefix_cache = PrefixCache.from_knobs(stand_in.get("prefix_cache"))
 
         self.loras: list[str] | None = None
         if str(engine_args.get("enable_lora", "false")).lower() == "true":
@@ -296,6 +300,10 @@ class TritonPythonModel(AsyncDecoupledModel):
             reply += f" [{len(images)} image{'s' if len(images) > 1 else ''}: {', '.join(images)}]"
         generation = Generation(self.tokenizer, prompt_ids, reply, params, self.max_model_len)
 
+        if self.prefix_cache is not None:
+            found, total = self.prefix_cache.visit(prompt)
+            self.logger.log_info(f"[vllm] prefix cache: {found} of {total} blocks for {request.request_id()}")
+            await asyncio.sleep(self.prefix_cache.prefill_seconds(found, total))
         failing = last_user_turn(prompt).startswith(FAIL_PREFIX)  # tests make the model raise this way
         request_id = request.request_id()
         sent_upto = 0  # characters of generation.text already sent (streaming)
