@@ -49,6 +49,45 @@ class StreamFormatter(Protocol):
         ...
 
 
+class _StreamDeadline:
+    """One timer for a whole stream, where a timeout around every delta would set and clear
+    a timer per token: when it fires, it cancels the serving task, and the stream ends with
+    a timeout error instead."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.expired = False
+        self._handle: asyncio.TimerHandle | None = None
+        if deadline is not None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._handle = asyncio.get_running_loop().call_at(deadline, self._expire, task)
+
+    def _expire(self, task: asyncio.Task[object]) -> None:
+        self.expired = True
+        task.cancel()
+
+    def absorbed(self) -> bool:
+        """In a CancelledError handler: whether the deadline caused it (the cancellation is
+        then undone, so the stream can still be ended properly)."""
+        if not self.expired:
+            return False
+        task = asyncio.current_task()
+        assert task is not None
+        task.uncancel()
+        return True
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+async def _following_delta(deltas: AsyncGenerator[tuple[int, Delta], None]) -> tuple[int, Delta]:
+    try:
+        return await anext(deltas)
+    except StopAsyncIteration:
+        raise BadGateway("The model's stream ended without a final response.") from None
+
+
 async def _next_delta(deltas: AsyncGenerator[tuple[int, Delta], None], deadline: float | None) -> tuple[int, Delta]:
     try:
         if deadline is None:
@@ -58,7 +97,11 @@ async def _next_delta(deltas: AsyncGenerator[tuple[int, Delta], None], deadline:
     except StopAsyncIteration:
         raise BadGateway("The model's stream ended without a final response.") from None
     except TimeoutError:
-        raise GatewayTimeout("The request took longer than the gateway's request timeout.") from None
+        raise _timed_out() from None
+
+
+def _timed_out() -> GatewayTimeout:
+    return GatewayTimeout("The request took longer than the gateway's request timeout.")
 
 
 async def generate_choices(
@@ -135,64 +178,72 @@ async def serve_stream(
         response = await open_event_stream(request)
         watch = StallWatch(response.write, state_of(request).settings.stream_stall_timeout)
         write = watch.write
+        timer = _StreamDeadline(deadline)
+        itl = metrics.itl.labels(model)  # looked up once, observed per chunk
         started: set[int] = set()
         unfinished = len(choices)
         # The frames of one delta (a choice's opening, its chunk; at the end the closing
         # frames) go out in one write: one syscall and one chunk of the HTTP body.
         out = bytearray()
         try:
-            while True:
-                choice = choices[index]
-                if index not in started:
-                    started.add(index)
-                    opening = formatter.opening(index)
-                    if opening is not None:
-                        out += opening
-                offset = choice.length - len(delta.text)  # the pipeline has added the delta already
-                finish_reason = delta.finish_reason
-                if delta.text or delta.reasoning or finish_reason is not None or delta.logprobs or delta.tool_calls:
-                    usage = total_usage(choices, tokenizer) if running_usage else None
-                    out += formatter.chunk(index, delta, usage, offset)
-                if finish_reason is not None:
-                    if check_output is not None:
-                        await check_output(choice.text)
-                    unfinished -= 1
-                    if not unfinished:
-                        break
-                if out:
-                    await write(bytes(out))
-                    out.clear()
-                index, delta = await _next_delta(deltas, deadline)
-                now = time.perf_counter()
-                metrics.itl.labels(model).observe(now - last_chunk)
-                last_chunk = now
-            usage = total_usage(choices, tokenizer)
-            record_usage(request, model, usage)
-            out += await formatter.closing(usage)
-        except APIError as error:
-            log.warning("stream of %s failed midway: %s", request.path, error.message)
-            out += formatter.failure(error)
-        except asyncio.CancelledError:
-            if watch.stalled:
-                _drop_stalled(request)
-                raise
-            if not cancelled_by_shutdown(request):
+            try:
+                while True:
+                    choice = choices[index]
+                    if index not in started:
+                        started.add(index)
+                        opening = formatter.opening(index)
+                        if opening is not None:
+                            out += opening
+                    offset = choice.length - len(delta.text)  # the pipeline has added the delta already
+                    finish_reason = delta.finish_reason
+                    if delta.text or delta.reasoning or finish_reason is not None or delta.logprobs or delta.tool_calls:
+                        usage = total_usage(choices, tokenizer) if running_usage else None
+                        out += formatter.chunk(index, delta, usage, offset)
+                    if finish_reason is not None:
+                        if check_output is not None:
+                            await check_output(choice.text)
+                        unfinished -= 1
+                        if not unfinished:
+                            break
+                    if out:
+                        await write(bytes(out))
+                        out.clear()
+                    index, delta = await _following_delta(deltas)
+                    now = time.perf_counter()
+                    itl.observe(now - last_chunk)
+                    last_chunk = now
+                usage = total_usage(choices, tokenizer)
+                record_usage(request, model, usage)
+                out += await formatter.closing(usage)
+            except APIError as error:
+                log.warning("stream of %s failed midway: %s", request.path, error.message)
+                out += formatter.failure(error)
+            except asyncio.CancelledError:
+                if timer.absorbed():
+                    out += formatter.failure(_timed_out())
+                elif watch.stalled:
+                    _drop_stalled(request)
+                    raise
+                elif not cancelled_by_shutdown(request):
+                    watch.close()
+                    raise  # the client left
+                else:
+                    out += formatter.failure(ShuttingDown())
+            except ConnectionResetError:
                 watch.close()
-                raise  # the client left
-            out += formatter.failure(ShuttingDown())
-        except ConnectionResetError:
-            watch.close()
-            raise
-        except Exception:
-            log.exception("stream of %s failed midway", request.path)
-            out += formatter.failure(APIError("The gateway failed while streaming.", code="internal_error"))
-        try:
-            await write(bytes(out))
-        except asyncio.CancelledError:
-            if watch.stalled:
-                _drop_stalled(request)
-            raise
+                raise
+            except Exception:
+                log.exception("stream of %s failed midway", request.path)
+                out += formatter.failure(APIError("The gateway failed while streaming.", code="internal_error"))
+            timer.cancel()
+            try:
+                await write(bytes(out))
+            except asyncio.CancelledError:
+                if watch.stalled:
+                    _drop_stalled(request)
+                raise
         finally:
+            timer.cancel()
             watch.close()
     return response
 

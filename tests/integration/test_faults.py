@@ -4,6 +4,7 @@ unloaded under load. Nothing hangs, every client gets an answer, nothing leaks."
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import replace
@@ -116,3 +117,22 @@ async def test_unloading_a_model_under_load(aiohttp_client, settings, explicit_s
     assert all(status == 200 for status in statuses)  # Triton lets in-flight requests finish
     after = await client.post("/v1/chat/completions", json=SLOW)
     assert after.status == 404
+
+
+def test_a_stream_past_the_deadline_ends_with_a_timeout_event(gateway_pid_and_url: tuple[int, str], triton) -> None:  # type: ignore[no-untyped-def]
+    _, url = gateway_pid_and_url
+
+    async def slow_stream() -> bytes:
+        async with aiohttp.ClientSession() as session:
+            headers = {"X-Request-Id": "deadline-stream"}
+            async with session.post(f"{url}/v1/chat/completions", json={**SLOW, "stream": True}, headers=headers) as r:
+                assert r.status == 200  # it started within the deadline
+                return await r.read()
+
+    body = asyncio.run(asyncio.wait_for(slow_stream(), timeout=30))
+    assert body.endswith(b"data: [DONE]\n\n")
+    last = json.loads(body.rsplit(b"data: ", 2)[-2])
+    assert last["error"]["code"] == "timeout"
+    assert b'"content":"' in body  # text came before the deadline
+    asyncio.run(asyncio.sleep(1))
+    assert "Cancelling the request deadline-stream" in triton.read_log()  # and Triton stopped it
