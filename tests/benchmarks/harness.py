@@ -55,6 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-instances", type=int, default=2, help="Python-backend instances of the model")
     parser.add_argument("--output", type=Path, default=ROOT / "bench-results")
     parser.add_argument("--gateway-flags", default="", help='extra gateway flags, e.g. "--workers 2 --grpc-channels 4"')
+    parser.add_argument(
+        "--compare-flags",
+        default="",
+        help='a second gateway with these flags (e.g. "--workers 2"), measured streamed in the same run',
+    )
     return parser.parse_args(argv)
 
 
@@ -101,7 +106,15 @@ def rendered_prompt() -> str:
     return str(tokenizer.apply_chat_template(PROMPT_MESSAGES, tokenize=False, add_generation_prompt=True))
 
 
-async def measure(args: argparse.Namespace, triton: LocalTriton, gateway_url: str, gateway_pid: int) -> list[Cell]:
+async def measure(
+    args: argparse.Namespace,
+    triton: LocalTriton,
+    gateway_url: str,
+    gateway_pid: int,
+    compared: tuple[str, int] | None = None,
+) -> list[Cell]:
+    """Every cell; with `compared` (the URL and pid of a gateway started with --compare-flags),
+    its streamed cells too, as mode "gateway-stream <flags>"."""
     cells = []
     prompt = rendered_prompt()
     for delay in delays(args):
@@ -110,13 +123,18 @@ async def measure(args: argparse.Namespace, triton: LocalTriton, gateway_url: st
         try:
             for concurrency in [int(c) for c in args.concurrency.split(",")]:
                 through = GatewayClient(gateway_url, model, args.tokens, connections=concurrency)
+                other = None
+                if compared is not None:
+                    other = GatewayClient(compared[0], model, args.tokens, connections=concurrency)
                 try:
-                    for mode, one in (
-                        ("direct", direct.one),
-                        ("gateway-stream", through.one_streamed),
-                        ("gateway-nonstream", through.one_plain),
-                    ):
-                        pid = None if mode == "direct" else gateway_pid
+                    runs = [
+                        ("direct", direct.one, None),
+                        ("gateway-stream", through.one_streamed, gateway_pid),
+                        ("gateway-nonstream", through.one_plain, gateway_pid),
+                    ]
+                    if other is not None and compared is not None:
+                        runs.append((f"gateway-stream {args.compare_flags}", other.one_streamed, compared[1]))
+                    for mode, one, pid in runs:
                         cell = await run_cell(mode, one, concurrency, args.seconds, args.warmup, pid)
                         cell.delay_ms = delay
                         print(
@@ -128,6 +146,8 @@ async def measure(args: argparse.Namespace, triton: LocalTriton, gateway_url: st
                         cells.append(cell)
                 finally:
                     await through.close()
+                    if other is not None:
+                        await other.close()
         finally:
             await direct.close()
     return cells
@@ -180,18 +200,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     gateway = start_gateway(triton.grpc_url, port, workdir / "gateway.log", args.gateway_flags)
     gateway_url = f"http://127.0.0.1:{port}"
+    second = None
+    if args.compare_flags:
+        second_port = free_port()
+        second = start_gateway(triton.grpc_url, second_port, workdir / "gateway-2.log", args.compare_flags)
     try:
         micro = chunks_per_second()
         print("SSE encoding:", ", ".join(f"{k} {v:,.0f} chunks/s" for k, v in micro.items()), flush=True)
-        cells = await measure(args, triton, gateway_url, gateway.pid)
+        compared = (f"http://127.0.0.1:{second_port}", second.pid) if second is not None else None
+        cells = await measure(args, triton, gateway_url, gateway.pid, compared)
         held = None
         if args.open_streams:
             print(f"holding {args.open_streams} streams open", flush=True)
             held = await hold_open_streams(args, gateway_url, gateway.pid)
         peak = peak_rss_bytes(gateway.pid) / 2**20
     finally:
-        gateway.terminate()
-        gateway.wait(30)
+        for process in (gateway, second):
+            if process is not None:
+                process.terminate()
+                process.wait(30)
         await asyncio.to_thread(triton.stop)
         shutil.rmtree(workdir, ignore_errors=True)
     return {
@@ -201,10 +228,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "seconds_per_cell": args.seconds,
             "model_instances": args.model_instances,
             "gateway_flags": args.gateway_flags,
+            "compare_flags": args.compare_flags,
         },
         "sse_micro": {name: round(rate) for name, rate in micro.items()},
         "cells": [cell.as_dict() for cell in cells],
         "ratios": report.ratios(cells),
+        "compared": report.compared(cells, args.compare_flags),
         "open_streams": held,
         "gateway_peak_rss_mib": peak,
     }

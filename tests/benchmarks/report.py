@@ -36,6 +36,32 @@ def ratios(cells: list[Cell]) -> list[dict[str, Any]]:
     return rows
 
 
+def compared(cells: list[Cell], flags: str) -> list[dict[str, Any]]:
+    """The second gateway (--compare-flags) beside the first, streamed, at each concurrency."""
+    if not flags:
+        return []
+    by_key = {(cell.delay_ms, cell.mode, cell.concurrency): cell for cell in cells}
+    rows = []
+    for delay, concurrency in sorted({(cell.delay_ms, cell.concurrency) for cell in cells}):
+        direct = by_key.get((delay, "direct", concurrency))
+        first = by_key.get((delay, "gateway-stream", concurrency))
+        second = by_key.get((delay, f"gateway-stream {flags}", concurrency))
+        if not (direct and first and second):
+            continue
+        floor = direct.client_cpu_us_per_chunk or 0.0
+        rows.append(
+            {
+                "delay_ms": delay,
+                "concurrency": concurrency,
+                "tokens_vs_direct": _ratio(first.tokens_per_second, direct.tokens_per_second),
+                "compared_tokens_vs_direct": _ratio(second.tokens_per_second, direct.tokens_per_second),
+                "cpu_vs_floor": _ratio(first.cpu_us_per_chunk or 0.0, floor),
+                "compared_cpu_vs_floor": _ratio(second.cpu_us_per_chunk or 0.0, floor),
+            }
+        )
+    return rows
+
+
 def _number(value: float | None, digits: int = 2) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"  # NaN: not measured
 
@@ -78,6 +104,19 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {row['delay_ms']:g} | {row['concurrency']} | {row['stream_tokens_vs_direct']:.3f} | {row['stream_requests_vs_nonstream']:.3f} "
             f"| {row['added_ttft_p50_ms']:.2f} | {row['added_ttft_p99_ms']:.2f} | {_number(row['gateway_cpu_vs_floor'], 2)} |"
         )
+    flags = result["settings"].get("compare_flags")
+    if result.get("compared"):
+        lines += [
+            "",
+            f"| delay ms | conc. | tokens/s ÷ direct | with `{flags}` | CPU per chunk ÷ floor | with `{flags}` |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in result["compared"]:
+            lines.append(
+                f"| {row['delay_ms']:g} | {row['concurrency']} | {row['tokens_vs_direct']:.3f} "
+                f"| {row['compared_tokens_vs_direct']:.3f} | {_number(row['cpu_vs_floor'])} "
+                f"| {_number(row['compared_cpu_vs_floor'])} |"
+            )
     micro = result.get("sse_micro")
     if micro:
         lines += ["", "SSE encoding: " + ", ".join(f"{name} {rate:,.0f} chunks/s" for name, rate in micro.items())]

@@ -2,8 +2,8 @@
 
 Two real tritonservers serve a vLLM stand-in whose simulated prefix cache (standin/prefix_cache.py)
 makes each block of a prompt it has not seen cost prefill time before the first token. A
-multi-turn chat load (each turn resends the conversation so far) runs through a gateway in
-front of both Tritons, once per routing policy, with conversations of its own each time; the
+multi-turn chat load (each turn resends the conversation so far; the first turn of each
+carries a document of its own) runs through a gateway in front of both Tritons, once per routing policy, with conversations of its own each time; the
 report gives the time to first token and the cache-hit rate (blocks found over blocks asked,
 from the Tritons' logs). Last, a skewed mix of conversation keys (a Zipf law: one conversation
 takes a large share) shows how the bound on load spreads a hot key.
@@ -87,10 +87,28 @@ class TurnResult:
     ttft_ms: float
 
 
+def document(name: str, chars: int) -> str:
+    """A conversation's own long context (a pasted document, a tool's output), `chars` long."""
+    rng = random.Random(name)
+    words = ["fjord", "ferry", "glacier", "harbour", "museum", "island", "train", "cabin", "summit", "market"]
+    text = ""
+    while len(text) < chars:
+        text += rng.choice(words) + " "
+    return text[:chars]
+
+
 async def one_turn(
-    session: aiohttp.ClientSession, url: str, conversation: Conversation, turn: int, request_id: str
+    session: aiohttp.ClientSession,
+    url: str,
+    conversation: Conversation,
+    turn: int,
+    request_id: str,
+    document_chars: int = 0,
 ) -> TurnResult:
-    conversation.messages.append({"role": "user", "content": f"Turn {turn} of {conversation.name}: what next?"})
+    asked = f"Turn {turn} of {conversation.name}: what next?"
+    if turn == 1 and document_chars:
+        asked = f"{asked}\n{document(conversation.name, document_chars)}"
+    conversation.messages.append({"role": "user", "content": asked})
     body = {"model": MODEL, "messages": conversation.messages, "max_tokens": 16, "temperature": 0, "stream": True}
     started = time.perf_counter()
     first: float | None = None
@@ -109,9 +127,12 @@ async def one_turn(
     return TurnResult(conversation.name, turn, request_id, ((first or time.perf_counter()) - started) * 1000)
 
 
-async def multi_turn_load(url: str, label: str, conversations: int, turns: int, concurrency: int) -> list[TurnResult]:
+async def multi_turn_load(
+    url: str, label: str, conversations: int, turns: int, concurrency: int, document_chars: int = 0
+) -> list[TurnResult]:
     """`conversations` chats of `turns` turns each, `concurrency` conversations at a time, each
-    turn after the previous one's answer (as a chat client does)."""
+    turn after the previous one's answer (as a chat client does); the first turn of each
+    carries a document of its own, `document_chars` long."""
     results: list[TurnResult] = []
     queue: asyncio.Queue[Conversation] = asyncio.Queue()
     for index in range(conversations):
@@ -123,7 +144,8 @@ async def multi_turn_load(url: str, label: str, conversations: int, turns: int, 
         while not queue.empty():
             chat = queue.get_nowait()
             for turn in range(1, turns + 1):
-                results.append(await one_turn(session, url, chat, turn, f"{chat.name}-t{turn}"))
+                request_id = f"{chat.name}-t{turn}"
+                results.append(await one_turn(session, url, chat, turn, request_id, document_chars))
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
@@ -159,13 +181,21 @@ def summary(results: list[TurnResult], found: int, asked: int) -> dict[str, Any]
         "requests": len(results),
         "ttft_p50_ms": round(percentile([r.ttft_ms for r in results], 0.5), 2),
         "ttft_p50_later_turns_ms": round(percentile(later, 0.5), 2) if later else None,
+        "ttft_mean_later_turns_ms": round(sum(later) / len(later), 2) if later else None,
+        "ttft_p90_later_turns_ms": round(percentile(later, 0.9), 2) if later else None,
         "ttft_p90_ms": round(percentile([r.ttft_ms for r in results], 0.9), 2),
         "cache_hit_rate": round(found / asked, 3) if asked else None,
     }
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    report: dict[str, Any] = {"conversations": args.conversations, "turns": args.turns, "concurrency": args.concurrency}
+    report: dict[str, Any] = {
+        "conversations": args.conversations,
+        "turns": args.turns,
+        "concurrency": args.concurrency,
+        "document_chars": args.document_chars,
+        "miss_ms_per_block": args.miss_ms_per_block,
+    }
     with tempfile.TemporaryDirectory() as scratch, two_cached_tritons(Path(scratch), args.miss_ms_per_block) as tritons:
         target = "ipv4:" + ",".join(triton.grpc_url for triton in tritons)
         for policy in ("round_robin", "prefix"):
@@ -174,7 +204,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             gateway = start_gateway(target, port, log, f"--routing {policy} --model-refresh-interval 1")
             try:
                 url = f"http://127.0.0.1:{port}"
-                results = await multi_turn_load(url, policy, args.conversations, args.turns, args.concurrency)
+                results = await multi_turn_load(
+                    url, policy, args.conversations, args.turns, args.concurrency, args.document_chars
+                )
                 found, asked, _ = cache_hits(tritons, f"{policy}-")
                 report[policy] = summary(results, found, asked)
                 print(policy, report[policy], flush=True)
@@ -194,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--skewed-requests", type=int, default=200)
+    parser.add_argument("--document-chars", type=int, default=1500, help="each conversation's own first-turn context")
     parser.add_argument("--miss-ms-per-block", type=float, default=4.0, help="simulated prefill per uncached block")
     parser.add_argument("--output", type=Path, default=ROOT / "bench-results" / "routing.json")
     args = parser.parse_args(argv)
