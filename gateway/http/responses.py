@@ -22,7 +22,6 @@ from gateway.openai.responses import (
     plan_response,
     response_object,
     stored_items,
-    stored_response,
 )
 from gateway.response_store import ResponseStore, StoredResponse, StoreUnavailable
 from gateway.response_store.base import owner_of
@@ -101,7 +100,8 @@ def _keeper(request: web.Request, plan: ResponsePlan) -> Callable[[Response], Aw
 
 
 async def retrieve_response(request: web.Request) -> web.Response:
-    return json_response(stored_response(await _find(request, request.match_info["response_id"])))
+    record = await _find(request, request.match_info["response_id"])
+    return web.Response(body=record.response, content_type="application/json")  # stored as it was sent
 
 
 async def delete_response(request: web.Request) -> web.Response:
@@ -119,7 +119,7 @@ async def list_input_items(request: web.Request) -> web.Response:
         raise validation_error(exc) from None
     if not 1 <= query.limit <= 100:
         raise InvalidRequest("limit must be between 1 and 100.", param="limit")
-    items = stored_items(await _find(request, request.match_info["response_id"]))
+    items = await stored_items(await _find(request, request.match_info["response_id"]))
     if query.order == "desc":
         items.reverse()
     if query.after is not None:

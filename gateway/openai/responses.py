@@ -6,6 +6,7 @@ its typed events."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -74,6 +75,7 @@ class ResponsePlan:
     chat: ChatPlan
     items: list[InputItem]  # what the model answers: the previous response's conversation, then this input
     store: bool  # whether it will be stored (asked for, and a store is configured)
+    encoded_items: bytes  # `items` as stored (encoded once, off the event loop)
 
     @property
     def choice(self) -> Choice:
@@ -113,7 +115,7 @@ class ResponsePlan:
         return response
 
     def record(self, response: Response, owner: str) -> StoredResponse:
-        return StoredResponse(self.id, owner, self.created_at, _ENCODER.encode(response), _ENCODER.encode(self.items))
+        return StoredResponse(self.id, owner, self.created_at, _ENCODER.encode(response), self.encoded_items)
 
 
 def response_usage(usage: Usage | None) -> ResponseUsage | None:
@@ -126,12 +128,14 @@ def response_usage(usage: Usage | None) -> ResponseUsage | None:
     )
 
 
-def stored_response(record: StoredResponse) -> Response:
-    return _RESPONSE.decode(record.response)
+async def stored_items(record: StoredResponse) -> list[InputItem]:
+    """The stored conversation (up to MAX_RECORD_BYTES of JSON: decoded off the event loop)."""
+    return await asyncio.to_thread(_ITEMS.decode, record.items)
 
 
-def stored_items(record: StoredResponse) -> list[InputItem]:
-    return _ITEMS.decode(record.items)
+def _conversation_after(record: StoredResponse) -> list[InputItem]:
+    """The conversation a stored response answered, then its output: what the next turn follows."""
+    return _ITEMS.decode(record.items) + output_as_input(_RESPONSE.decode(record.response).output)
 
 
 def check_response_request(body: ResponseRequest) -> list[FunctionTool]:
@@ -173,7 +177,7 @@ async def plan_response(
     tools = check_response_request(body)
     inherited: list[InputItem] = []
     if previous is not None:
-        inherited = stored_items(previous) + output_as_input(stored_response(previous).output)
+        inherited = await asyncio.to_thread(_conversation_after, previous)
     items = inherited + input_items(body.input)
     if len(items) > MAX_INPUT_ITEMS:
         raise InvalidRequest(
@@ -186,13 +190,14 @@ async def plan_response(
     except APIError as error:
         raise conversation.translated(error) from None
     store = body.store and state.responses is not None
-    if store and len(_ENCODER.encode(items)) > MAX_RECORD_BYTES:
+    encoded = await asyncio.to_thread(_ENCODER.encode, items) if store else b""
+    if len(encoded) > MAX_RECORD_BYTES:
         raise InvalidRequest(
             f"The conversation is larger than the {MAX_RECORD_BYTES} bytes a stored response may hold; "
             "start a new one, or send store: false.",
             param="previous_response_id" if inherited else "input",
         )
-    return ResponsePlan(f"resp_{uuid.uuid4().hex}", int(time.time()), body, tools, chat, items, store)
+    return ResponsePlan(f"resp_{uuid.uuid4().hex}", int(time.time()), body, tools, chat, items, store, encoded)
 
 
 def _chat_request(body: ResponseRequest, tools: list[FunctionTool], conversation: ChatInput) -> ChatCompletionRequest:
