@@ -129,16 +129,17 @@ _AT_PATH = re.compile(r" - at `\$([^`]*)`$")
 _MISSING_FIELD = re.compile(r"^Object missing required field `([^`]+)`")
 
 
-def validation_error(exc: msgspec.ValidationError) -> InvalidRequest:
+def validation_error(exc: msgspec.ValidationError, within: str = "") -> InvalidRequest:
     """Turn msgspec's message ("Expected `int`, got `str` - at `$.max_tokens`") into a
-    400 whose `param` is the field's path (`max_tokens`, `messages[0].role`)."""
+    400 whose `param` is the field's path (`max_tokens`, `messages[0].role`); `within` is where
+    the value that failed sits in the request (`input[2]`), when it was converted on its own."""
     text = str(exc)
     path = ""
     match = _AT_PATH.search(text)
     if match:
         path = match.group(1)
         text = text[: match.start()]
-    param = "".join(m.group(0) for m in _PATH_PART.finditer(path)).lstrip(".")
+    param = (within + "".join(m.group(0) for m in _PATH_PART.finditer(path))).lstrip(".")
     missing = _MISSING_FIELD.match(text)
     if missing:
         param = f"{param}.{missing.group(1)}" if param else missing.group(1)

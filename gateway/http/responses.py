@@ -53,11 +53,15 @@ async def _find(request: web.Request, response_id: str, param: str | None = None
     if store is not None and len(response_id) <= _MAX_ID:
         record = await store.get(response_id, _owner(request))
     if record is None:
-        message = f"No response with id '{response_id[:_MAX_ID]}' is stored for this API key."
+        message = _not_stored(response_id)
         if param is not None:  # a field of a request, not a path: 400, as OpenAI answers it
             raise InvalidRequest(message, param=param, code="previous_response_not_found")
         raise NotFound(message, code="response_not_found")
     return record
+
+
+def _not_stored(response_id: str) -> str:
+    return f"No response with id '{response_id[:_MAX_ID]}' is stored for this API key."
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
@@ -108,7 +112,7 @@ async def delete_response(request: web.Request) -> web.Response:
     response_id = request.match_info["response_id"]
     store = _store(request)
     if store is None or len(response_id) > _MAX_ID or not await store.delete(response_id, _owner(request)):
-        raise NotFound(f"No response with id '{response_id[:_MAX_ID]}' is stored for this API key.")
+        raise NotFound(_not_stored(response_id), code="response_not_found")
     return json_response(DeletedResponse(response_id))
 
 

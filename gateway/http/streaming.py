@@ -89,13 +89,12 @@ async def _following_delta(deltas: AsyncGenerator[tuple[int, Delta], None]) -> t
 
 
 async def _next_delta(deltas: AsyncGenerator[tuple[int, Delta], None], deadline: float | None) -> tuple[int, Delta]:
+    """The first delta, within the deadline (before the stream's one timer is set)."""
+    if deadline is None:
+        return await _following_delta(deltas)
     try:
-        if deadline is None:
-            return await anext(deltas)
         async with asyncio.timeout_at(deadline):
-            return await anext(deltas)
-    except StopAsyncIteration:
-        raise BadGateway("The model's stream ended without a final response.") from None
+            return await _following_delta(deltas)
     except TimeoutError:
         raise _timed_out() from None
 
@@ -235,7 +234,7 @@ async def serve_stream(
             except Exception:
                 log.exception("stream of %s failed midway", request.path)
                 out += formatter.failure(APIError("The gateway failed while streaming.", code="internal_error"))
-            timer.cancel()
+            timer.cancel()  # the last frames go out whatever the clock says
             try:
                 await write(bytes(out))
             except asyncio.CancelledError:

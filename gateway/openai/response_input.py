@@ -58,19 +58,11 @@ def input_items(given: str | list[dict[str, object]]) -> list[InputItem]:
         try:
             item = msgspec.convert(raw, item_type)
         except msgspec.ValidationError as exc:
-            raise _within(validation_error(exc), f"input[{index}]") from None
+            raise validation_error(exc, f"input[{index}]") from None
         if item.id is None:
             item = msgspec.structs.replace(item, id=new_item_id(_ID_PREFIXES[item_type]))
         items.append(item)
     return items
-
-
-def _within(error: InvalidRequest, prefix: str) -> InvalidRequest:
-    """A conversion error of one item, its field named from the request's root."""
-    param = f"{prefix}.{error.param}" if error.param else prefix
-    return InvalidRequest(
-        f"Invalid value for '{param}': {error.message.split(': ', 1)[-1]}", param=param, code=error.code
-    )
 
 
 def output_as_input(output: list[OutputItem]) -> list[InputItem]:

@@ -5,6 +5,8 @@ as it comes, so both end with the same items."""
 
 from __future__ import annotations
 
+import msgspec
+
 from gateway.generation import Delta
 from gateway.openai.response_input import new_item_id
 from schemas.responses_api import (
@@ -136,11 +138,6 @@ class OutputBuilder:
 
 
 def _copy(item: OutputItem) -> OutputItem:
-    """The item as it is now (the builder goes on changing its own)."""
-    if isinstance(item, OutputMessage):
-        return OutputMessage(id=item.id, status=item.status, content=list(item.content))
-    if isinstance(item, ReasoningOutput):
-        return ReasoningOutput(id=item.id, summary=list(item.summary), content=list(item.content), status=item.status)
-    return FunctionCallOutput(
-        id=item.id, call_id=item.call_id, name=item.name, arguments=item.arguments, status=item.status
-    )
+    """The item as it is now (the builder goes on changing its own fields; it replaces its
+    content lists rather than changing them)."""
+    return msgspec.structs.replace(item)

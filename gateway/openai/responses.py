@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from gateway.errors import APIError, InvalidRequest
+from gateway.errors import APIError, InvalidRequest, validation_error
 from gateway.generation import Delta
 from gateway.openai.chat import ChatPlan, plan_chat
 from gateway.openai.choices import Choice
@@ -104,10 +104,20 @@ class ResponsePlan:
             metadata=body.metadata or {},
         )
 
+    @property
+    def incomplete_reason(self) -> str | None:
+        """Why the ended choice is incomplete (cut at max_output_tokens, filtered), if it is."""
+        return _INCOMPLETE.get(self.choice.finish_reason or "stop")
+
+    @property
+    def final_status(self) -> str:
+        """The ended response's status, and its open output item's."""
+        return "incomplete" if self.incomplete_reason else "completed"
+
     def finished(self, builder: OutputBuilder, usage: Usage | None) -> Response:
         """The whole response once the choice has ended."""
-        reason = _INCOMPLETE.get(self.choice.finish_reason or "stop")
-        response = self.snapshot("incomplete" if reason else "completed")
+        reason = self.incomplete_reason
+        response = self.snapshot(self.final_status)
         response.output = builder.items
         response.completed_at = int(time.time())
         response.incomplete_details = IncompleteDetails(reason) if reason else None  # type: ignore[arg-type]
@@ -159,10 +169,7 @@ def check_response_request(body: ResponseRequest) -> list[FunctionTool]:
         try:
             tools.append(msgspec.convert(tool, FunctionTool))
         except msgspec.ValidationError as exc:
-            path = str(exc).rpartition("`$")[2].rstrip("`")
-            raise InvalidRequest(
-                f"Invalid value for 'tools[{index}]': {exc}", param=f"tools[{index}]{path}", code="invalid_value"
-            ) from None
+            raise validation_error(exc, f"tools[{index}]") from None
     return tools
 
 
@@ -247,12 +254,8 @@ def response_object(plan: ResponsePlan, usage: Usage | None) -> Response:
     choice = plan.choice
     builder = OutputBuilder()
     builder.feed(Delta(choice.text, reasoning=choice.reasoning, tool_calls=choice.tool_calls))
-    builder.finish(_item_status(choice))
+    builder.finish(plan.final_status)
     return plan.finished(builder, usage)
-
-
-def _item_status(choice: Choice) -> str:
-    return "incomplete" if choice.finish_reason in _INCOMPLETE else "completed"
 
 
 class ResponseEvents:
@@ -269,13 +272,14 @@ class ResponseEvents:
         self._sequence = 0
 
     def opening(self, index: int) -> bytes:
-        return self._frames([ResponseCreated(0, self._plan.snapshot()), ResponseInProgress(0, self._plan.snapshot())])
+        snapshot = self._plan.snapshot()  # both events are encoded at once
+        return self._frames([ResponseCreated(0, snapshot), ResponseInProgress(0, snapshot)])
 
     def chunk(self, index: int, delta: Delta, usage: Usage | None = None, offset: int = 0) -> bytes:
         return self._frames(self._builder.feed(delta))
 
     async def closing(self, usage: Usage | None) -> bytes:
-        events: list[Event | ResponseEvent] = list(self._builder.finish(_item_status(self._plan.choice)))
+        events: list[Event | ResponseEvent] = list(self._builder.finish(self._plan.final_status))
         response = self._plan.finished(self._builder, usage)
         if self._keep is not None:
             await self._keep(response)

@@ -60,12 +60,14 @@ def owner_of(api_key: str | None) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest() if api_key else ""
 
 
-async def bounded(operation: Awaitable[T]) -> T:
-    """One store operation within STORE_TIMEOUT; a store that fails or hangs is a 503."""
+async def bounded(operation: Awaitable[T], errors: tuple[type[Exception], ...] = ()) -> T:
+    """One store operation within STORE_TIMEOUT; a store that hangs, cannot be reached or fails
+    with one of its own `errors` is a 503."""
+    caught: tuple[type[Exception], ...] = (TimeoutError, OSError, *errors)  # OSError: unreachable
     try:
         async with asyncio.timeout(STORE_TIMEOUT):
             return await operation
-    except (TimeoutError, OSError, ConnectionError) as exc:
+    except caught as exc:
         raise StoreUnavailable() from exc
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import StartupError
-from gateway.response_store.base import STORE_TIMEOUT, StoredResponse, StoreUnavailable, bounded
+from gateway.response_store.base import STORE_TIMEOUT, StoredResponse, bounded
 
 _PREFIX = "triton-openai-gateway:response:"
 # Delete a record only if it is the caller's, in one step.
@@ -14,7 +14,7 @@ _DELETE_OWN = "if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then return re
 
 
 class RedisStore:
-    def __init__(self, client: Any, errors: type[Exception], ttl: float) -> None:
+    def __init__(self, client: Any, errors: tuple[type[Exception], ...], ttl: float) -> None:
         self._client = client
         self._errors = errors
         self._ttl = max(1, int(ttl))
@@ -31,18 +31,16 @@ class RedisStore:
         client = redis.asyncio.from_url(
             url, socket_timeout=STORE_TIMEOUT, socket_connect_timeout=STORE_TIMEOUT, decode_responses=False
         )
-        return cls(client, redis.exceptions.RedisError, ttl)
-
-    async def _call(self, method: str, *args: Any) -> Any:
-        try:
-            return await bounded(getattr(self._client, method)(*args))
-        except self._errors as exc:
-            raise StoreUnavailable() from exc
+        return cls(client, (redis.exceptions.RedisError,), ttl)
 
     async def put(self, record: StoredResponse) -> None:
         key = _PREFIX + record.id
-        fields = {"owner": record.owner, "created": repr(record.created_at), "response": record.response}
-        fields["items"] = record.items
+        fields: dict[str, str | bytes] = {
+            "owner": record.owner,
+            "created": repr(record.created_at),
+            "response": record.response,
+            "items": record.items,
+        }
 
         async def put() -> None:
             async with self._client.pipeline(transaction=True) as pipe:
@@ -50,20 +48,18 @@ class RedisStore:
                 pipe.expire(key, self._ttl)
                 await pipe.execute()
 
-        try:
-            await bounded(put())
-        except self._errors as exc:
-            raise StoreUnavailable() from exc
+        await bounded(put(), self._errors)
 
     async def get(self, response_id: str, owner: str) -> StoredResponse | None:
-        fields = await self._call("hgetall", _PREFIX + response_id)
+        fields = await bounded(self._client.hgetall(_PREFIX + response_id), self._errors)
         if not fields or fields.get(b"owner", b"").decode() != owner:
             return None
         created = float(fields[b"created"])
         return StoredResponse(response_id, owner, created, fields[b"response"], fields[b"items"])
 
     async def delete(self, response_id: str, owner: str) -> bool:
-        return bool(await self._call("eval", _DELETE_OWN, 1, _PREFIX + response_id, owner))
+        deleted = self._client.eval(_DELETE_OWN, 1, _PREFIX + response_id, owner)
+        return bool(await bounded(deleted, self._errors))
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -52,14 +52,11 @@ class SqliteStore:
         return cls(connection, thread, ttl, max_bytes)
 
     async def _run(self, work: Callable[[], T]) -> T:
-        def guarded() -> T:
-            try:
-                with self._db:  # one transaction
-                    return work()
-            except sqlite3.Error as exc:
-                raise OSError(str(exc)) from exc
+        def transaction() -> T:
+            with self._db:
+                return work()
 
-        return await bounded(asyncio.get_running_loop().run_in_executor(self._thread, guarded))
+        return await bounded(asyncio.get_running_loop().run_in_executor(self._thread, transaction), (sqlite3.Error,))
 
     async def put(self, record: StoredResponse) -> None:
         def put() -> None:
