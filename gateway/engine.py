@@ -37,11 +37,13 @@ class Engine:
         return adapter
 
     async def stream(
-        self, model: ModelInfo, request: GenerationRequest, tokenizer: TokenizerTools | None = None
-    ) -> AsyncGenerator[Delta, None]:
-        """Deltas of one request, the last one with a finish_reason. Close the iterator
-        (e.g. with contextlib.aclosing) to cancel the request on Triton. The model's
-        `tokenizer` lets adapters work out what a model does not report."""
+        self, model: ModelInfo, request: GenerationRequest, tokenizer: TokenizerTools | None = None, index: int = 0
+    ) -> AsyncGenerator[tuple[int, Delta], None]:
+        """(index, delta) of one request, the last delta with a finish_reason; `index` tags
+        them as one choice of several (one generator fewer between Triton and the client
+        than tagging them afterwards). Close the iterator (e.g. with contextlib.aclosing) to
+        cancel the request on Triton. The model's `tokenizer` lets adapters work out what a
+        model does not report."""
         adapter = self.adapter(model)
         spans = CallSpans(model.name, request.request_id)
         error: BaseException | None = None
@@ -57,7 +59,7 @@ class Engine:
                             if not started:
                                 started = True
                                 spans.first_response()
-                            yield delta
+                            yield index, delta
                             if delta.finish_reason is not None:
                                 return
                     except (GeneratorExit, asyncio.CancelledError):
@@ -103,23 +105,25 @@ class Engine:
                 raise adapter.translate_error(exc.message) from None
         raise BadGateway("The model sent no embedding.")
 
-    async def stream_many(
+    def stream_many(
         self, model: ModelInfo, requests: list[GenerationRequest], tokenizer: TokenizerTools | None = None
     ) -> AsyncGenerator[tuple[int, Delta], None]:
         """(choice index, delta) of several requests run side by side (one Triton stream each),
         in the order they arrive. The first failure ends them all; so does closing."""
         if len(requests) == 1:
-            async with contextlib.aclosing(self.stream(model, requests[0], tokenizer)) as deltas:
-                async for delta in deltas:
-                    yield 0, delta
-            return
+            return self.stream(model, requests[0], tokenizer)
+        return self._side_by_side(model, requests, tokenizer)
+
+    async def _side_by_side(
+        self, model: ModelInfo, requests: list[GenerationRequest], tokenizer: TokenizerTools | None
+    ) -> AsyncGenerator[tuple[int, Delta], None]:
         queue: asyncio.Queue[tuple[int, Delta | BaseException]] = asyncio.Queue()
 
         async def pump(index: int, request: GenerationRequest) -> None:
             try:
-                async with contextlib.aclosing(self.stream(model, request, tokenizer)) as deltas:
-                    async for delta in deltas:
-                        queue.put_nowait((index, delta))
+                async with contextlib.aclosing(self.stream(model, request, tokenizer, index)) as deltas:
+                    async for tagged in deltas:
+                        queue.put_nowait(tagged)
             except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
                 queue.put_nowait((index, exc))
 

@@ -4,7 +4,7 @@ building and reading tensors in the shapes a model declares."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -128,9 +128,31 @@ def output_indices(response: pb.ModelInferResponse) -> dict[str, int]:
 
 def token_counts(response: pb.ModelInferResponse, indices: dict[str, int]) -> tuple[int | None, int | None]:
     """The `num_input_tokens` and `num_output_tokens` outputs, where the model sends them."""
-    raw = response.raw_output_contents
-    counts: list[int | None] = []
-    for name in ("num_input_tokens", "num_output_tokens"):
+    return TokenCountOutputs(response, indices).read(response.raw_output_contents)
+
+
+class TokenCountOutputs:
+    """Where a stream's responses carry `num_input_tokens` and `num_output_tokens`, and how
+    they are encoded: learnt from one response and reused for the rest of its stream (the
+    backend lists a stream's outputs alike in every response), so each token's read is two
+    unpacks."""
+
+    __slots__ = ("_input", "_output")
+
+    def __init__(self, response: pb.ModelInferResponse, indices: dict[str, int]) -> None:
+        self._input = self._decoder(response, indices, "num_input_tokens")
+        self._output = self._decoder(response, indices, "num_output_tokens")
+
+    @staticmethod
+    def _decoder(
+        response: pb.ModelInferResponse, indices: dict[str, int], name: str
+    ) -> tuple[int, Callable[[bytes], int | None]] | None:
         index = indices.get(name)
-        counts.append(None if index is None else tensors.decode_first_int(raw[index], response.outputs[index].datatype))
-    return counts[0], counts[1]
+        return None if index is None else (index, tensors.first_int_decoder(response.outputs[index].datatype))
+
+    def read(self, raw: Sequence[bytes]) -> tuple[int | None, int | None]:
+        at_input, at_output = self._input, self._output
+        return (
+            None if at_input is None else at_input[1](raw[at_input[0]]),
+            None if at_output is None else at_output[1](raw[at_output[0]]),
+        )

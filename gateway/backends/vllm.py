@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from tritonclient.grpc import service_pb2 as pb
 
-from gateway.backends.base import BackendOptions, RequestBuilder, output_indices, token_counts
+from gateway.backends.base import BackendOptions, RequestBuilder, TokenCountOutputs, output_indices, token_counts
 from gateway.backends.errors import (
     generic_backend_error,
     parameter_refusal,
@@ -252,11 +252,14 @@ class VllmResponseReader:
         self._generated = 0
         self._uncounted: list[str] | None = None  # text kept only when the model reports no counts
         self._indices: dict[str, int] | None = None
+        self._counts: TokenCountOutputs | None = None
 
     def read(self, response: pb.ModelInferResponse, final: bool) -> Delta:
         indices = self._indices
-        if indices is None:
+        counts = self._counts
+        if indices is None or counts is None:
             indices = self._indices = output_indices(response)
+            counts = self._counts = TokenCountOutputs(response, indices)
             if "num_output_tokens" not in indices:
                 self._uncounted = []
         raw = response.raw_output_contents
@@ -270,7 +273,7 @@ class VllmResponseReader:
         if self._uncounted is not None:
             self._uncounted.append(text)
 
-        prompt_tokens, completion_tokens = token_counts(response, indices)
+        prompt_tokens, completion_tokens = counts.read(raw)
         self._generated += completion_tokens or 0
 
         logprobs = cumulative = None

@@ -81,20 +81,17 @@ class _StreamDeadline:
             self._handle.cancel()
 
 
-async def _following_delta(deltas: AsyncGenerator[tuple[int, Delta], None]) -> tuple[int, Delta]:
-    try:
-        return await anext(deltas)
-    except StopAsyncIteration:
-        raise BadGateway("The model's stream ended without a final response.") from None
+def _ended_early() -> BadGateway:
+    return BadGateway("The model's stream ended without a final response.")
 
 
 async def _next_delta(deltas: AsyncGenerator[tuple[int, Delta], None], deadline: float | None) -> tuple[int, Delta]:
     """The first delta, within the deadline (before the stream's one timer is set)."""
-    if deadline is None:
-        return await _following_delta(deltas)
     try:
         async with asyncio.timeout_at(deadline):
-            return await _following_delta(deltas)
+            return await anext(deltas)
+    except StopAsyncIteration:
+        raise _ended_early() from None
     except TimeoutError:
         raise _timed_out() from None
 
@@ -207,7 +204,10 @@ async def serve_stream(
                     if out:
                         await write(bytes(out))
                         out.clear()
-                    index, delta = await _following_delta(deltas)
+                    try:
+                        index, delta = await anext(deltas)
+                    except StopAsyncIteration:
+                        raise _ended_early() from None
                     now = time.perf_counter()
                     itl.observe(now - last_chunk)
                     last_chunk = now

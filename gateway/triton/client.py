@@ -454,7 +454,8 @@ class InferenceStream:
             self.finished = True
             raise TritonErrorMessage(message.error_message)
         response = message.infer_response
-        if FINAL_FLAG in response.parameters and response.parameters[FINAL_FLAG].bool_param:
+        final = response.parameters.get(FINAL_FLAG)
+        if final is not None and final.bool_param:
             self.finished = True
         return response
 

@@ -7,7 +7,7 @@ BOOL is one byte per element; numbers are little-endian fixed-width values.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 _LENGTH = struct.Struct("<I")
 
@@ -68,9 +68,20 @@ def decode_numbers(raw: bytes, datatype: str) -> list[float | int | bool]:
     return list(struct.unpack(f"<{count}{code}", raw[: count * struct.calcsize(code)]))
 
 
+_SCALARS = {datatype: struct.Struct(f"<{code}") for datatype, code in _NUMERIC_FORMATS.items()}
+
+
 def decode_first_int(raw: bytes, datatype: str) -> int | None:
     """Element 0 of an integer tensor, or None when the tensor is empty."""
-    code = _NUMERIC_FORMATS[datatype]
-    if len(raw) < struct.calcsize(code):
-        return None
-    return int(struct.unpack_from(f"<{code}", raw, 0)[0])
+    return first_int_decoder(datatype)(raw)
+
+
+def first_int_decoder(datatype: str) -> Callable[[bytes], int | None]:
+    """`decode_first_int` for one datatype, its format compiled once (for a per-token read)."""
+    scalar = _SCALARS[datatype]
+    unpack, size = scalar.unpack_from, scalar.size
+
+    def decode(raw: bytes) -> int | None:
+        return int(unpack(raw)[0]) if len(raw) >= size else None
+
+    return decode

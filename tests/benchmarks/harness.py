@@ -60,7 +60,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         help='a second gateway with these flags (e.g. "--workers 2"), measured streamed in the same run',
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--compare-source",
+        type=Path,
+        default=None,
+        help="a second gateway run from this checkout (e.g. a `git worktree` of the previous commit), "
+        "measured streamed in the same run: one change against its parent",
+    )
+    args = parser.parse_args(argv)
+    args.compare_label = " ".join(
+        part for part in (args.compare_flags, args.compare_source and f"@{args.compare_source.name}") if part
+    )
+    return args
 
 
 def delays(args: argparse.Namespace) -> list[float]:
@@ -81,12 +92,16 @@ def model_repository(directory: Path, args: argparse.Namespace) -> None:
         (directory / name / "1" / "model.json").write_text(json.dumps({"bench": {"token_delay_ms": delay}}))
 
 
-def start_gateway(triton_url: str, port: int, log: Path, flags: str = "") -> subprocess.Popen[bytes]:
+def start_gateway(
+    triton_url: str, port: int, log: Path, flags: str = "", source: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`python -m gateway` from this checkout, or from `source` (its directory comes first on
+    the module path)."""
     command = [sys.executable, "-m", "gateway", "--triton-url", triton_url, "--host", "127.0.0.1"]
     command += ["--openai-port", str(port), "--tokenizer", str(TOKENIZER), "--log-level", "WARNING"]
     command += shlex.split(flags)
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=source)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -113,8 +128,8 @@ async def measure(
     gateway_pid: int,
     compared: tuple[str, int] | None = None,
 ) -> list[Cell]:
-    """Every cell; with `compared` (the URL and pid of a gateway started with --compare-flags),
-    its streamed cells too, as mode "gateway-stream <flags>"."""
+    """Every cell; with `compared` (the URL and pid of a gateway started with --compare-flags
+    or --compare-source), its streamed cells too, as mode "gateway-stream <label>"."""
     cells = []
     prompt = rendered_prompt()
     for delay in delays(args):
@@ -133,7 +148,7 @@ async def measure(
                         ("gateway-nonstream", through.one_plain, gateway_pid),
                     ]
                     if other is not None and compared is not None:
-                        runs.append((f"gateway-stream {args.compare_flags}", other.one_streamed, compared[1]))
+                        runs.append((f"gateway-stream {args.compare_label}", other.one_streamed, compared[1]))
                     for mode, one, pid in runs:
                         cell = await run_cell(mode, one, concurrency, args.seconds, args.warmup, pid)
                         cell.delay_ms = delay
@@ -201,9 +216,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     gateway = start_gateway(triton.grpc_url, port, workdir / "gateway.log", args.gateway_flags)
     gateway_url = f"http://127.0.0.1:{port}"
     second = None
-    if args.compare_flags:
+    if args.compare_label:
         second_port = free_port()
-        second = start_gateway(triton.grpc_url, second_port, workdir / "gateway-2.log", args.compare_flags)
+        second = start_gateway(
+            triton.grpc_url, second_port, workdir / "gateway-2.log", args.compare_flags, args.compare_source
+        )
     try:
         micro = chunks_per_second()
         print("SSE encoding:", ", ".join(f"{k} {v:,.0f} chunks/s" for k, v in micro.items()), flush=True)
@@ -229,11 +246,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "model_instances": args.model_instances,
             "gateway_flags": args.gateway_flags,
             "compare_flags": args.compare_flags,
+            "compare_source": str(args.compare_source or ""),
+            "compare_label": args.compare_label,
         },
         "sse_micro": {name: round(rate) for name, rate in micro.items()},
         "cells": [cell.as_dict() for cell in cells],
         "ratios": report.ratios(cells),
-        "compared": report.compared(cells, args.compare_flags),
+        "compared": report.compared(cells, args.compare_label),
         "open_streams": held,
         "gateway_peak_rss_mib": peak,
     }

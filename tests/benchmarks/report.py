@@ -37,7 +37,7 @@ def ratios(cells: list[Cell]) -> list[dict[str, Any]]:
 
 
 def compared(cells: list[Cell], flags: str) -> list[dict[str, Any]]:
-    """The second gateway (--compare-flags) beside the first, streamed, at each concurrency."""
+    """The second gateway (--compare-flags, --compare-source) beside the first, streamed, at each concurrency."""
     if not flags:
         return []
     by_key = {(cell.delay_ms, cell.mode, cell.concurrency): cell for cell in cells}
@@ -104,7 +104,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {row['delay_ms']:g} | {row['concurrency']} | {row['stream_tokens_vs_direct']:.3f} | {row['stream_requests_vs_nonstream']:.3f} "
             f"| {row['added_ttft_p50_ms']:.2f} | {row['added_ttft_p99_ms']:.2f} | {_number(row['gateway_cpu_vs_floor'], 2)} |"
         )
-    flags = result["settings"].get("compare_flags")
+    flags = result["settings"].get("compare_label") or result["settings"].get("compare_flags")
     if result.get("compared"):
         lines += [
             "",
