@@ -4,34 +4,35 @@ aiohttp's write() waits for the socket to drain once its buffer is full, so a cl
 stops reading stalls its stream (and, through gRPC flow control, its Triton request) but is
 not buffered without bound. Left alone, such streams pile up and hold Triton's memory: past
 --stream-stall-timeout the stream is cancelled (its Triton request too) and its connection
-dropped. One check per stream every quarter of the timeout, not a timer per write.
+dropped.
+
+The watch looks at the connection, not at each write: a stream is stalled when the
+transport's send buffer has stayed above its high-water mark (where writing pauses) for the
+whole timeout. One check per stream every quarter of the timeout, and nothing per token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
 
 class StallWatch:
-    __slots__ = ("_check", "_loop", "_task", "_timeout", "_waiting_since", "_write", "stalled")
+    __slots__ = ("_check", "_full_since", "_high_water", "_loop", "_task", "_timeout", "_transport", "stalled")
 
-    def __init__(self, write: Callable[[bytes], Awaitable[None]], timeout: float) -> None:
-        self._write = write
+    def __init__(self, transport: asyncio.WriteTransport | None, timeout: float) -> None:
+        self._transport = transport
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
-        self._waiting_since: float | None = None
+        self._high_water = transport.get_write_buffer_limits()[1] if transport is not None else 0
+        self._full_since: float | None = None
         self.stalled = False
-        self._check: asyncio.TimerHandle | None = self._loop.call_later(timeout / 4, self._look)
-
-    async def write(self, data: bytes) -> None:
-        self._waiting_since = self._loop.time()
-        await self._write(data)
-        self._waiting_since = None
+        self._check: asyncio.TimerHandle | None = None
+        if transport is not None:
+            self._check = self._loop.call_later(timeout / 4, self._look)
 
     def close(self) -> None:
         if self._check is not None:
@@ -39,8 +40,13 @@ class StallWatch:
             self._check = None
 
     def _look(self) -> None:
-        since = self._waiting_since
-        if since is not None and self._loop.time() - since >= self._timeout and self._task is not None:
+        assert self._transport is not None
+        now = self._loop.time()
+        if self._transport.is_closing() or self._transport.get_write_buffer_size() <= self._high_water:
+            self._full_since = None
+        elif self._full_since is None:
+            self._full_since = now
+        elif now - self._full_since >= self._timeout and self._task is not None:
             log.warning("a client stopped reading its stream for %gs: cancelling it", self._timeout)
             self.stalled = True
             self._check = None

@@ -172,15 +172,15 @@ async def serve_stream(
         last_chunk = time.perf_counter()
         metrics.ttft.labels(model).observe(last_chunk - request.get(STARTED, last_chunk))
         response = await open_event_stream(request)
-        watch = StallWatch(response.write, state_of(request).settings.stream_stall_timeout)
-        write = watch.write
+        watch = StallWatch(request.transport, state_of(request).settings.stream_stall_timeout)
+        write = response.write
         timer = _StreamDeadline(deadline)
         itl = metrics.itl.labels(model)  # looked up once, observed per chunk
         started: set[int] = set()
         unfinished = len(choices)
         # The frames of one delta (a choice's opening, its chunk; at the end the closing
         # frames) go out in one write: one syscall and one chunk of the HTTP body.
-        out = bytearray()
+        out: list[bytes] = []
         try:
             try:
                 while True:
@@ -189,12 +189,12 @@ async def serve_stream(
                         started.add(index)
                         opening = formatter.opening(index)
                         if opening is not None:
-                            out += opening
+                            out.append(opening)
                     offset = choice.length - len(delta.text)  # the pipeline has added the delta already
                     finish_reason = delta.finish_reason
                     if delta.text or delta.reasoning or finish_reason is not None or delta.logprobs or delta.tool_calls:
                         usage = total_usage(choices, tokenizer) if running_usage else None
-                        out += formatter.chunk(index, delta, usage, offset)
+                        out.append(formatter.chunk(index, delta, usage, offset))
                     if finish_reason is not None:
                         if check_output is not None:
                             await check_output(choice.text)
@@ -202,7 +202,7 @@ async def serve_stream(
                         if not unfinished:
                             break
                     if out:
-                        await write(bytes(out))
+                        await write(b"".join(out))  # one frame: the frame itself, not a copy
                         out.clear()
                     try:
                         index, delta = await anext(deltas)
@@ -213,13 +213,13 @@ async def serve_stream(
                     last_chunk = now
                 usage = total_usage(choices, tokenizer)
                 record_usage(request, model, usage)
-                out += await formatter.closing(usage)
+                out.append(await formatter.closing(usage))
             except APIError as error:
                 log.warning("stream of %s failed midway: %s", request.path, error.message)
-                out += formatter.failure(error)
+                out.append(formatter.failure(error))
             except asyncio.CancelledError:
                 if timer.absorbed():
-                    out += formatter.failure(_timed_out())
+                    out.append(formatter.failure(_timed_out()))
                 elif watch.stalled:
                     _drop_stalled(request)
                     raise
@@ -227,16 +227,16 @@ async def serve_stream(
                     watch.close()
                     raise  # the client left
                 else:
-                    out += formatter.failure(ShuttingDown())
+                    out.append(formatter.failure(ShuttingDown()))
             except ConnectionResetError:
                 watch.close()
                 raise
             except Exception:
                 log.exception("stream of %s failed midway", request.path)
-                out += formatter.failure(APIError("The gateway failed while streaming.", code="internal_error"))
+                out.append(formatter.failure(APIError("The gateway failed while streaming.", code="internal_error")))
             timer.cancel()  # the last frames go out whatever the clock says
             try:
-                await write(bytes(out))
+                await write(b"".join(out))
             except asyncio.CancelledError:
                 if watch.stalled:
                     _drop_stalled(request)

@@ -161,17 +161,20 @@ class ChatStreamFormatter(ChunkStream):
 
     def chunk(self, index: int, delta: Delta, usage: Usage | None = None, offset: int = 0) -> bytes:
         logprobs = chat_logprobs(delta.logprobs) if delta.logprobs else None
-        # A call goes out as its id, type and name first, then its arguments as they come.
-        frames = [
-            self._frame(ChatChunkChoice(index, ChatDelta(tool_calls=[piece])))
-            for part in delta.tool_calls or ()
-            for piece in _call_pieces(part)
-        ]
+        content = b""
         if delta.text or delta.reasoning or delta.finish_reason is not None or logprobs is not None:
             reasoning = delta.reasoning or None
-            content = ChatDelta(content=delta.text or None, reasoning_content=reasoning, reasoning=reasoning)
-            frames.append(self._frame(ChatChunkChoice(index, content, delta.finish_reason, logprobs), usage))
-        return b"".join(frames)
+            text = ChatDelta(content=delta.text or None, reasoning_content=reasoning, reasoning=reasoning)
+            content = self._frame(ChatChunkChoice(index, text, delta.finish_reason, logprobs), usage)
+        if not delta.tool_calls:
+            return content  # most deltas
+        # A call goes out as its id, type and name first, then its arguments as they come.
+        calls = [
+            self._frame(ChatChunkChoice(index, ChatDelta(tool_calls=[piece])))
+            for part in delta.tool_calls
+            for piece in _call_pieces(part)
+        ]
+        return b"".join([*calls, content])
 
     def _frame(self, choice: ChatChunkChoice, usage: Usage | None = None) -> bytes:
         return self._framer.frame(choice, usage)

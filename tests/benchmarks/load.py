@@ -33,6 +33,16 @@ class Timing:
     tokens: int = 0
     error: str | None = None
 
+    def chunks_between(self, start: float, end: float) -> int:
+        return sum(1 for at in self.token_times if start <= at < end)
+
+    def tokens_between(self, start: float, end: float) -> int:
+        """The tokens that arrived in [start, end): each at its own time when streamed, all at
+        the end otherwise."""
+        if len(self.token_times) == self.tokens:
+            return self.chunks_between(start, end)
+        return self.tokens if start <= self.end < end else 0
+
 
 @dataclass
 class Cell:
@@ -140,50 +150,55 @@ async def run_cell(
     warmup: float,
     gateway_pid: int | None,
 ) -> Cell:
-    """Keep `concurrency` requests in flight for warmup + seconds; count those started after
-    the warm-up. Without a gateway (the direct client), this process's own CPU is measured."""
+    """Keep `concurrency` requests in flight for warmup + seconds. Throughput and CPU are
+    both taken over the same window, the measured seconds: the tokens, chunks and requests
+    that arrived or ended in it, whichever request they belong to (at high concurrency a
+    request can last longer than the window, so counting whole requests started in it would
+    leave out most of the work the CPU was spent on). Latencies come from the requests started
+    in the window. Without a gateway (the direct client), this process's own CPU is measured."""
     started = time.perf_counter()
     measure_from = started + warmup
     deadline = measure_from + seconds
-    timings: list[Timing] = []
-    cpu_before = 0.0
-    own_cpu_before = 0.0
+    every: list[Timing] = []
+    cpu = [0.0, 0.0]  # the gateway's at the window's start and end
+    own_cpu = [0.0, 0.0]
 
     async def worker() -> None:
         while time.perf_counter() < deadline:
-            timing = await one_request()
-            if timing.start >= measure_from:
-                timings.append(timing)
+            every.append(await one_request())
 
-    async def mark_cpu() -> None:
-        nonlocal cpu_before, own_cpu_before
-        await asyncio.sleep(warmup)
+    def mark(index: int) -> None:
         if gateway_pid is not None:
-            cpu_before = process_cpu_seconds(gateway_pid)
-        own_cpu_before = time.process_time()
+            cpu[index] = process_cpu_seconds(gateway_pid)
+        own_cpu[index] = time.process_time()
 
-    marker = asyncio.create_task(mark_cpu())
+    async def mark_window() -> None:
+        await asyncio.sleep(warmup)
+        mark(0)
+        await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
+        mark(1)
+
+    marker = asyncio.create_task(mark_window())
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     await marker
-    cpu = process_cpu_seconds(gateway_pid) - cpu_before if gateway_pid is not None else None
-    own_cpu = time.process_time() - own_cpu_before if gateway_pid is None else None
-    end = max((t.end for t in timings), default=deadline)
+    answered = [t for t in every if t.error is None]
+    timings = [t for t in every if t.start >= measure_from]
     ok = [t for t in timings if t.error is None]
     ttft = [(t.token_times[0] - t.start) * 1e3 for t in ok if t.token_times]
     gaps = [(b - a) * 1e3 for t in ok for a, b in zip(t.token_times, t.token_times[1:])]
     return Cell(
         mode=mode,
         concurrency=concurrency,
-        seconds=end - measure_from,
-        requests=len(ok),
+        seconds=seconds,
+        requests=sum(1 for t in answered if measure_from <= t.end < deadline),
         errors=len(timings) - len(ok),
-        tokens=sum(t.tokens for t in ok),
-        chunks=sum(len(t.token_times) for t in ok),
+        tokens=sum(t.tokens_between(measure_from, deadline) for t in answered),
+        chunks=sum(t.chunks_between(measure_from, deadline) for t in answered),
         ttft_ms=(percentile(ttft, 0.5), percentile(ttft, 0.99)),
         itl_ms=(percentile(gaps, 0.5), percentile(gaps, 0.99)),
         e2e_ms=percentile([(t.end - t.start) * 1e3 for t in ok], 0.5),
-        gateway_cpu_seconds=cpu,
-        client_cpu_seconds=own_cpu,
+        gateway_cpu_seconds=cpu[1] - cpu[0] if gateway_pid is not None else None,
+        client_cpu_seconds=own_cpu[1] - own_cpu[0] if gateway_pid is None else None,
     )
 
 
