@@ -5,6 +5,7 @@ YAML) are all derived from these declarations by gateway/cli.py."""
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,16 @@ def target(text: str) -> str:
     return text.strip()
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+
+
+def header_name(text: str) -> str:
+    value = text.strip()
+    if value and not _HEADER_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not an HTTP header name")
+    return value
+
+
 def backend_family(text: str) -> BackendFamily:
     try:
         return BackendFamily(text.strip())
@@ -219,6 +230,13 @@ class Settings:
         parse=one_of("round_robin", "prefix"),
         choices=("round_robin", "prefix"),
         metavar="POLICY",
+    )
+    routing_header: str = setting(
+        "",
+        "with --routing prefix: a request header that names the conversation (e.g. X-Session-ID); a request "
+        "carrying it is routed by its value, before the user field and the prompt's start",
+        parse=header_name,
+        metavar="NAME",
     )
     workers: int = setting(
         1,

@@ -8,7 +8,7 @@ from aiohttp import web
 from gateway import tracing
 from gateway.http.body import decode_body, json_response
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID
-from gateway.http.state import state_of
+from gateway.http.state import conversation_key, state_of
 from gateway.http.streaming import generate_choices, serve_stream, stream_choices
 from gateway.openai.completions import completion_response, plan_completion
 from schemas.requests import CompletionRequest
@@ -19,7 +19,7 @@ _DECODER = msgspec.json.Decoder(CompletionRequest)
 async def create_completion(request: web.Request) -> web.StreamResponse:
     body = await decode_body(request, _DECODER)
     with tracing.child_span("plan"):
-        plan = await plan_completion(body, state_of(request), request[REQUEST_ID])
+        plan = await plan_completion(body, state_of(request), request[REQUEST_ID], conversation_key(request))
     request[MODEL_NAME] = plan.model.name
     if plan.stream:
         return await serve_stream(

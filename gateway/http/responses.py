@@ -14,7 +14,7 @@ from gateway import tracing
 from gateway.errors import InvalidRequest, NotFound, validation_error
 from gateway.http.body import decode_body, json_response
 from gateway.http.middleware import MODEL_NAME, REQUEST_ID
-from gateway.http.state import state_of
+from gateway.http.state import conversation_key, state_of
 from gateway.http.streaming import generate_choices, serve_stream, stream_choices
 from gateway.openai.responses import (
     ResponseEvents,
@@ -70,7 +70,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if body.previous_response_id is not None:
         previous = await _find(request, body.previous_response_id, "previous_response_id")
     with tracing.child_span("plan"):
-        plan = await plan_response(body, state_of(request), request[REQUEST_ID], previous)
+        plan = await plan_response(body, state_of(request), request[REQUEST_ID], previous, conversation_key(request))
     request[MODEL_NAME] = plan.chat.model.name
     chat = plan.chat
     keep = _keeper(request, plan) if plan.store else None

@@ -218,9 +218,12 @@ class ChatPlan:
         return ChatStreamFormatter(self.id, self.created, self.model_name, self.stream_options)
 
 
-async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_request_id: str) -> ChatPlan:
+async def plan_chat(
+    body: ChatCompletionRequest, state: GatewayState, triton_request_id: str, conversation: str | None = None
+) -> ChatPlan:
     """Check the request against the model it names and build its generation requests; any
-    problem is an APIError naming the field, before anything reaches Triton."""
+    problem is an APIError naming the field, before anything reaches Triton. `conversation`:
+    the key the client named its conversation by in the --routing-header header."""
     check_chat(body)
     messages, images = template_messages(body.messages)
     template_options = chat_template_options(body.chat_template_kwargs)
@@ -263,7 +266,9 @@ async def plan_chat(body: ChatCompletionRequest, state: GatewayState, triton_req
         lora_name=target.adapter,
         lora_path=target.adapter_path,
         keep_special_tokens=model.flavour.keeps_special_tokens_on_request and _parses_markers(reasoning_format, tools),
-        routing_key=routing_key(conversation_start(body.messages), body.user) if state.prefix_routing else None,
+        routing_key=routing_key(conversation_start(body.messages), conversation or body.user)
+        if state.prefix_routing
+        else None,
     )
     return ChatPlan(
         id=f"chatcmpl-{uuid.uuid4().hex}",

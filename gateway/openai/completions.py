@@ -120,8 +120,11 @@ class CompletionPlan:
         return CompletionStreamFormatter(self.id, self.created, self.model_name, echoes, self.stream_options)
 
 
-async def plan_completion(body: CompletionRequest, state: GatewayState, triton_request_id: str) -> CompletionPlan:
-    """Check the request against the model it names and build its generation requests."""
+async def plan_completion(
+    body: CompletionRequest, state: GatewayState, triton_request_id: str, conversation: str | None = None
+) -> CompletionPlan:
+    """Check the request against the model it names and build its generation requests
+    (`conversation`: as for plan_chat)."""
     check_completion(body)
     structured = await StructuredOutput.checked(body.response_format)
     target = await resolve_target(state, body.model)
@@ -144,7 +147,9 @@ async def plan_completion(body: CompletionRequest, state: GatewayState, triton_r
         lora_name=target.adapter,
         lora_path=target.adapter_path,
         # a raw prompt's start: a system part that later turns repeat
-        routing_key=routing_key(prompts[0][:RAW_PROMPT_START], body.user) if state.prefix_routing else None,
+        routing_key=routing_key(prompts[0][:RAW_PROMPT_START], conversation or body.user)
+        if state.prefix_routing
+        else None,
     )
     return CompletionPlan(
         id=f"cmpl-{uuid.uuid4().hex}",

@@ -178,9 +178,11 @@ async def plan_response(
     state: GatewayState,
     triton_request_id: str,
     previous: StoredResponse | None,
+    conversation_key: str | None = None,
 ) -> ResponsePlan:
     """Check the request and plan its generation as a chat completion; errors name this
-    API's fields (`input[2].content`, `text.format.schema`, `max_output_tokens`)."""
+    API's fields (`input[2].content`, `text.format.schema`, `max_output_tokens`).
+    `conversation_key`: as plan_chat's `conversation`."""
     tools = check_response_request(body)
     inherited: list[InputItem] = []
     if previous is not None:
@@ -193,7 +195,7 @@ async def plan_response(
         )
     conversation = chat_input(items, body.instructions, len(inherited))
     try:
-        chat = await plan_chat(_chat_request(body, tools, conversation), state, triton_request_id)
+        chat = await plan_chat(_chat_request(body, tools, conversation), state, triton_request_id, conversation_key)
     except APIError as error:
         raise conversation.translated(error) from None
     store = body.store and state.responses is not None

@@ -70,6 +70,7 @@ class PrefixRouter:
 
 
 def routing_key(start: str, conversation: str | None) -> str:
-    """What a request is routed by: its conversation key when the client names one (the `user`
-    field), else `start`, the part of its prompt that every later turn repeats."""
-    return f"conversation:{conversation}" if conversation else start[:PREFIX_CHARS]
+    """What a request is routed by: its conversation key when the client names one (the
+    --routing-header header, or the `user` field), else `start`, the part of its prompt that
+    every later turn repeats."""
+    return f"conversation:{conversation[:PREFIX_CHARS]}" if conversation else start[:PREFIX_CHARS]

@@ -29,9 +29,15 @@ def tritons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalTri
         yield pair
 
 
-def gateway_settings(tritons: tuple[LocalTriton, LocalTriton], routing: str) -> Settings:
+def gateway_settings(tritons: tuple[LocalTriton, LocalTriton], routing: str, header: str = "") -> Settings:
     target = "ipv4:" + ",".join(triton.grpc_url for triton in tritons)
-    return Settings(triton_url=target, tokenizer=(str(TOKENIZER_DIR),), model_refresh_interval=0.5, routing=routing)
+    return Settings(
+        triton_url=target,
+        tokenizer=(str(TOKENIZER_DIR),),
+        model_refresh_interval=0.5,
+        routing=routing,
+        routing_header=header,
+    )
 
 
 async def run(aiohttp_client, tritons, routing: str, label: str) -> tuple[float, dict[str, str]]:  # type: ignore[no-untyped-def]
@@ -66,6 +72,27 @@ async def test_a_conversation_key_routes_on_its_own(aiohttp_client, tritons) -> 
     await skewed_load(url, "hot", 40, concurrency=8, keys=3)  # one hot key, many at a time
     _, _, hot = cache_hits(tritons, "hot-")
     assert len(set(hot.values())) == 2  # the load bound spread the hot key over both
+
+
+async def test_a_session_header_routes_before_the_user_field(aiohttp_client, tritons) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient = await aiohttp_client(create_app(gateway_settings(tritons, "prefix", "X-Session-ID")))
+    for session in range(6):
+        for turn in range(3):  # a prompt and a user of its own each time: only the header is shared
+            body = {
+                "model": MODEL,
+                "messages": [{"role": "user", "content": f"s{session} t{turn}"}],
+                "max_tokens": 4,
+                "user": f"user-{session}-{turn}",
+            }
+            headers = {"X-Request-Id": f"session{session}-t{turn}", "X-Session-ID": f"session-{session}"}
+            response = await client.post("/v1/chat/completions", json=body, headers=headers)
+            assert response.status == 200, await response.text()
+    _, _, where = cache_hits(tritons, "session")
+    assert len(where) == 18
+    served_by: dict[str, set[str]] = defaultdict(set)
+    for request_id, triton in where.items():
+        served_by[request_id.rsplit("-t", 1)[0]].add(triton)
+    assert all(len(servers) == 1 for servers in served_by.values()), served_by
 
 
 async def test_a_dead_triton_leaves_the_ring(aiohttp_client, tritons, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -28,6 +28,7 @@ def test_flags() -> None:
             "--http-max-input-size=1024",
             "--model-refresh-interval=2.5",
             "--log-level=debug",
+            "--routing-header=X-Session-ID",
         ],
         environ={},
     )
@@ -42,6 +43,7 @@ def test_flags() -> None:
         http_max_input_size=1024,
         model_refresh_interval=2.5,
         log_level="DEBUG",
+        routing_header="X-Session-ID",
     )
 
 
@@ -78,6 +80,8 @@ def test_environment_sets_defaults_and_flags_win() -> None:
         ["--triton-url=dns:///triton"],
         ["--workers=0"],
         ["--grpc-channels=0"],
+        ["--routing-header=X Session"],
+        ["--routing-header=X-Session:"],
     ],
 )
 def test_bad_values_exit_with_usage(argv: list[str]) -> None:
