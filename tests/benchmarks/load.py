@@ -60,6 +60,7 @@ class Cell:
     e2e_ms: float  # p50
     gateway_cpu_seconds: float | None = None
     client_cpu_seconds: float | None = None  # this process's, for the direct client: the floor
+    kernel_cpu_seconds: float | None = None  # of the gateway's or the direct client's: system time
     delay_ms: float = 0.0
 
     @property
@@ -84,6 +85,13 @@ class Cell:
             return None
         return self.client_cpu_seconds / self.chunks * 1e6
 
+    @property
+    def kernel_cpu_us_per_chunk(self) -> float | None:
+        """The system-time part of the CPU per chunk (socket reads and writes, mostly)."""
+        if self.kernel_cpu_seconds is None or not self.chunks:
+            return None
+        return self.kernel_cpu_seconds / self.chunks * 1e6
+
     def as_dict(self) -> dict[str, object]:
         return {
             "delay_ms": self.delay_ms,
@@ -104,6 +112,9 @@ class Cell:
             "floor_cpu_us_per_chunk": None
             if self.client_cpu_us_per_chunk is None
             else round(self.client_cpu_us_per_chunk, 2),
+            "kernel_cpu_us_per_chunk": None
+            if self.kernel_cpu_us_per_chunk is None
+            else round(self.kernel_cpu_us_per_chunk, 2),
         }
 
 
@@ -123,14 +134,21 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of `pid` and its live descendants."""
-    total = 0
+def process_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU time of `pid` and its live descendants."""
+    user = system = 0
     for member in process_tree(pid):
         with contextlib.suppress(FileNotFoundError), open(f"/proc/{member}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / _CLOCK_TICKS
+            user += int(fields[11])
+            system += int(fields[12])
+    return user / _CLOCK_TICKS, system / _CLOCK_TICKS
+
+
+def own_cpu() -> tuple[float, float]:
+    """(user, system) CPU time of this process."""
+    times = os.times()
+    return times.user, times.system
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -160,17 +178,14 @@ async def run_cell(
     measure_from = started + warmup
     deadline = measure_from + seconds
     every: list[Timing] = []
-    cpu = [0.0, 0.0]  # the gateway's at the window's start and end
-    own_cpu = [0.0, 0.0]
+    cpu = [(0.0, 0.0), (0.0, 0.0)]  # (user, system) at the window's start and end: the gateway's, else ours
 
     async def worker() -> None:
         while time.perf_counter() < deadline:
             every.append(await one_request())
 
     def mark(index: int) -> None:
-        if gateway_pid is not None:
-            cpu[index] = process_cpu_seconds(gateway_pid)
-        own_cpu[index] = time.process_time()
+        cpu[index] = process_cpu(gateway_pid) if gateway_pid is not None else own_cpu()
 
     async def mark_window() -> None:
         await asyncio.sleep(warmup)
@@ -181,6 +196,7 @@ async def run_cell(
     marker = asyncio.create_task(mark_window())
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     await marker
+    spent = sum(cpu[1]) - sum(cpu[0])
     answered = [t for t in every if t.error is None]
     timings = [t for t in every if t.start >= measure_from]
     ok = [t for t in timings if t.error is None]
@@ -197,8 +213,9 @@ async def run_cell(
         ttft_ms=(percentile(ttft, 0.5), percentile(ttft, 0.99)),
         itl_ms=(percentile(gaps, 0.5), percentile(gaps, 0.99)),
         e2e_ms=percentile([(t.end - t.start) * 1e3 for t in ok], 0.5),
-        gateway_cpu_seconds=cpu[1] - cpu[0] if gateway_pid is not None else None,
-        client_cpu_seconds=own_cpu[1] - own_cpu[0] if gateway_pid is None else None,
+        gateway_cpu_seconds=spent if gateway_pid is not None else None,
+        client_cpu_seconds=spent if gateway_pid is None else None,
+        kernel_cpu_seconds=cpu[1][1] - cpu[0][1],
     )
 
 
