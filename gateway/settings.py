@@ -40,6 +40,13 @@ def setting(default: Any, help: str, **option: Any) -> Any:
     return field(default=default, metadata={"option": Option(help, **option)})
 
 
+def choice_setting(
+    default: str, help: str, choices: tuple[str, ...], transform: Callable[[str], str] = str, **option: Any
+) -> Any:
+    """A setting that takes one of `choices` (listed once: shown in the help and enforced)."""
+    return setting(default, help, parse=one_of(*choices, transform=transform), choices=choices, **option)
+
+
 def option_of(name: str) -> Option:
     return Settings.__dataclass_fields__[name].metadata["option"]  # type: ignore[no-any-return]
 
@@ -223,12 +230,11 @@ class Settings:
         parse=positive_int,
         metavar="N",
     )
-    routing: str = setting(
+    routing: str = choice_setting(
         "round_robin",
         "how requests spread over several Tritons: round_robin (gRPC's own) or prefix (a conversation's "
         "requests to the Triton whose prefix cache holds it, by consistent hashing with bounded load)",
-        parse=one_of("round_robin", "prefix"),
-        choices=("round_robin", "prefix"),
+        ("round_robin", "prefix"),
         metavar="POLICY",
     )
     routing_header: str = setting(
@@ -332,12 +338,11 @@ class Settings:
         parse=positive_int,
         metavar="BYTES",
     )
-    special_tokens_in_content: str = setting(
+    special_tokens_in_content: str = choice_setting(
         "reject",
         "chat input (content, names, tool calls and definitions, chat_template_kwargs) holding the text of a "
         "special token of the model's tokenizer: reject (400), or allow, letting clients forge turns and tool calls",
-        parse=one_of("reject", "allow"),
-        choices=("reject", "allow"),
+        ("reject", "allow"),
     )
     image_models: tuple[str, ...] = setting(
         (),
@@ -371,10 +376,8 @@ class Settings:
         parse=media_network,
         metavar="CIDRS",
     )
-    log_level: str = setting(
-        "INFO", "logging level", parse=one_of(*LOG_LEVELS, transform=str.upper), choices=LOG_LEVELS
-    )
-    log_format: str = setting("text", "log line format", parse=one_of("text", "json"), choices=("text", "json"))
+    log_level: str = choice_setting("INFO", "logging level", LOG_LEVELS, transform=str.upper)
+    log_format: str = choice_setting("text", "log line format", ("text", "json"))
     api_keys: tuple[str, ...] = setting(
         (),
         "a key clients must send as 'Authorization: Bearer KEY' on /v1 routes",
