@@ -127,8 +127,15 @@ def output_indices(response: pb.ModelInferResponse) -> dict[str, int]:
 
 
 def token_counts(response: pb.ModelInferResponse, indices: dict[str, int]) -> tuple[int | None, int | None]:
-    """The `num_input_tokens` and `num_output_tokens` outputs, where the model sends them."""
-    return TokenCountOutputs(response, indices).read(response.raw_output_contents)
+    """The `num_input_tokens` and `num_output_tokens` outputs, where the model sends them (of
+    one response; TokenCountOutputs reads a whole stream's)."""
+    raw = response.raw_output_contents
+
+    def count(name: str) -> int | None:
+        index = indices.get(name)
+        return None if index is None else tensors.decode_first_int(raw[index], response.outputs[index].datatype)
+
+    return count("num_input_tokens"), count("num_output_tokens")
 
 
 class TokenCountOutputs:

@@ -73,7 +73,8 @@ _SCALARS = {datatype: struct.Struct(f"<{code}") for datatype, code in _NUMERIC_F
 
 def decode_first_int(raw: bytes, datatype: str) -> int | None:
     """Element 0 of an integer tensor, or None when the tensor is empty."""
-    return first_int_decoder(datatype)(raw)
+    scalar = _SCALARS[datatype]
+    return int(scalar.unpack_from(raw)[0]) if len(raw) >= scalar.size else None
 
 
 def first_int_decoder(datatype: str) -> Callable[[bytes], int | None]:
