@@ -36,16 +36,17 @@ def ratios(cells: list[Cell]) -> list[dict[str, Any]]:
     return rows
 
 
-def compared(cells: list[Cell], flags: str) -> list[dict[str, Any]]:
-    """The second gateway (--compare-flags, --compare-source) beside the first, streamed, at each concurrency."""
-    if not flags:
+def compared(cells: list[Cell], label: str) -> list[dict[str, Any]]:
+    """The second gateway (--compare-flags, --compare-source; `label` names its cells) beside
+    the first, streamed, at each concurrency."""
+    if not label:
         return []
     by_key = {(cell.delay_ms, cell.mode, cell.concurrency): cell for cell in cells}
     rows = []
     for delay, concurrency in sorted({(cell.delay_ms, cell.concurrency) for cell in cells}):
         direct = by_key.get((delay, "direct", concurrency))
         first = by_key.get((delay, "gateway-stream", concurrency))
-        second = by_key.get((delay, f"gateway-stream {flags}", concurrency))
+        second = by_key.get((delay, f"gateway-stream {label}", concurrency))
         if not (direct and first and second):
             continue
         floor = direct.client_cpu_us_per_chunk or 0.0
@@ -105,11 +106,11 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {row['delay_ms']:g} | {row['concurrency']} | {row['stream_tokens_vs_direct']:.3f} | {row['stream_requests_vs_nonstream']:.3f} "
             f"| {row['added_ttft_p50_ms']:.2f} | {row['added_ttft_p99_ms']:.2f} | {_number(row['gateway_cpu_vs_floor'], 2)} |"
         )
-    flags = result["settings"].get("compare_label") or result["settings"].get("compare_flags")
+    label = result["settings"]["compare_label"]
     if result.get("compared"):
         lines += [
             "",
-            f"| delay ms | conc. | tokens/s ÷ direct | with `{flags}` | CPU per chunk ÷ floor | with `{flags}` |",
+            f"| delay ms | conc. | tokens/s ÷ direct | with `{label}` | CPU per chunk ÷ floor | with `{label}` |",
             "|---:|---:|---:|---:|---:|---:|",
         ]
         for row in result["compared"]:
