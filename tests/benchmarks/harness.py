@@ -29,6 +29,7 @@ from gateway.localtriton import LocalTriton, free_port
 from tests.benchmarks import report
 from tests.benchmarks.load import Cell, DirectClient, GatewayClient, peak_rss_bytes, run_cell
 from tests.benchmarks.sse_micro import chunks_per_second
+from tests.benchmarks.stream_client import StreamClient
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_BACKEND = Path(__file__).resolve().parent / "backends" / "vllm"
@@ -137,18 +138,20 @@ async def measure(
         direct = DirectClient(triton.grpc_url, model, prompt, args.tokens)
         try:
             for concurrency in [int(c) for c in args.concurrency.split(",")]:
-                through = GatewayClient(gateway_url, model, args.tokens, connections=concurrency)
+                body = {"model": model, "messages": PROMPT_MESSAGES, "max_tokens": args.tokens, "stream": True}
+                streamed = StreamClient(gateway_url, json.dumps(body).encode(), connections=concurrency)
+                plain = GatewayClient(gateway_url, model, args.tokens, connections=concurrency)
                 other = None
                 if compared is not None:
-                    other = GatewayClient(compared[0], model, args.tokens, connections=concurrency)
+                    other = StreamClient(compared[0], json.dumps(body).encode(), connections=concurrency)
                 try:
                     runs = [
                         ("direct", direct.one, None),
-                        ("gateway-stream", through.one_streamed, gateway_pid),
-                        ("gateway-nonstream", through.one_plain, gateway_pid),
+                        ("gateway-stream", streamed.one, gateway_pid),
+                        ("gateway-nonstream", plain.one_plain, gateway_pid),
                     ]
                     if other is not None and compared is not None:
-                        runs.append((f"gateway-stream {args.compare_label}", other.one_streamed, compared[1]))
+                        runs.append((f"gateway-stream {args.compare_label}", other.one, compared[1]))
                     for mode, one, pid in runs:
                         cell = await run_cell(mode, one, concurrency, args.seconds, args.warmup, pid)
                         cell.delay_ms = delay
@@ -160,7 +163,8 @@ async def measure(
                         )
                         cells.append(cell)
                 finally:
-                    await through.close()
+                    await streamed.close()
+                    await plain.close()
                     if other is not None:
                         await other.close()
         finally:

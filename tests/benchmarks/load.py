@@ -261,34 +261,17 @@ class DirectClient:
 
 
 class GatewayClient:
-    """The gateway's chat endpoint through one aiohttp session."""
+    """The gateway's chat endpoint, not streamed, through one aiohttp session (streamed:
+    stream_client.StreamClient)."""
 
     def __init__(self, base_url: str, model: str, tokens: int, connections: int) -> None:
         self._url = f"{base_url}/v1/chat/completions"
         body = {"model": model, "messages": [{"role": "user", "content": "Benchmark prompt."}], "max_tokens": tokens}
-        self._stream_body = json.dumps({**body, "stream": True}).encode()
         self._plain_body = json.dumps(body).encode()
         connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
         self._session = aiohttp.ClientSession(
             connector=connector, headers={"Content-Type": "application/json"}, timeout=aiohttp.ClientTimeout(total=None)
         )
-
-    async def one_streamed(self) -> Timing:
-        timing = Timing(start=time.perf_counter())
-        try:
-            async with self._session.post(self._url, data=self._stream_body) as response:
-                if response.status != 200:
-                    timing.error = f"HTTP {response.status}"
-                async for line in response.content:
-                    if line.startswith(b'data: {"id"') and b'"content":"' in line and b'"content":""' not in line:
-                        timing.token_times.append(time.perf_counter())
-                        timing.tokens += 1
-                    elif line.startswith(b'data: {"error"'):
-                        timing.error = line.decode()
-        except Exception as exc:  # noqa: BLE001 - counted, not raised
-            timing.error = repr(exc)
-        timing.end = time.perf_counter()
-        return timing
 
     async def one_plain(self) -> Timing:
         timing = Timing(start=time.perf_counter())
