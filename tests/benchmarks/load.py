@@ -59,7 +59,9 @@ class Cell:
     itl_ms: tuple[float, float]
     e2e_ms: float  # p50
     gateway_cpu_seconds: float | None = None
-    client_cpu_seconds: float | None = None  # this process's, for the direct client: the floor
+    # This process's: for the direct client the floor, for the gateway's the load generator's
+    # (it shares the machine with what it measures).
+    client_cpu_seconds: float | None = None
     kernel_cpu_seconds: float | None = None  # of the gateway's or the direct client's: system time
     delay_ms: float = 0.0
 
@@ -79,8 +81,8 @@ class Cell:
 
     @property
     def client_cpu_us_per_chunk(self) -> float | None:
-        """The direct client's CPU per response read: what any Python client of these
-        streams spends, the floor of a gateway's cost."""
+        """The client's CPU per chunk: for the direct client, per response read, what any
+        Python client of these streams spends (the floor of a gateway's cost)."""
         if self.client_cpu_seconds is None or not self.chunks:
             return None
         return self.client_cpu_seconds / self.chunks * 1e6
@@ -109,7 +111,7 @@ class Cell:
             "itl_p99_ms": round(self.itl_ms[1], 3),
             "e2e_p50_ms": round(self.e2e_ms, 3),
             "gateway_cpu_us_per_chunk": None if self.cpu_us_per_chunk is None else round(self.cpu_us_per_chunk, 2),
-            "floor_cpu_us_per_chunk": None
+            "client_cpu_us_per_chunk": None
             if self.client_cpu_us_per_chunk is None
             else round(self.client_cpu_us_per_chunk, 2),
             "kernel_cpu_us_per_chunk": None
@@ -173,19 +175,22 @@ async def run_cell(
     that arrived or ended in it, whichever request they belong to (at high concurrency a
     request can last longer than the window, so counting whole requests started in it would
     leave out most of the work the CPU was spent on). Latencies come from the requests started
-    in the window. Without a gateway (the direct client), this process's own CPU is measured."""
+    in the window. This process's own CPU is measured too (with no gateway, that of the direct
+    client); the kernel time is the gateway's, else ours."""
     started = time.perf_counter()
     measure_from = started + warmup
     deadline = measure_from + seconds
     every: list[Timing] = []
-    cpu = [(0.0, 0.0), (0.0, 0.0)]  # (user, system) at the window's start and end: the gateway's, else ours
+    # (user, system) at the window's start and end: the gateway's (if any), then ours
+    cpu = [((0.0, 0.0), (0.0, 0.0))] * 2
 
     async def worker() -> None:
         while time.perf_counter() < deadline:
             every.append(await one_request())
 
     def mark(index: int) -> None:
-        cpu[index] = process_cpu(gateway_pid) if gateway_pid is not None else own_cpu()
+        ours = own_cpu()
+        cpu[index] = (process_cpu(gateway_pid) if gateway_pid is not None else ours, ours)
 
     async def mark_window() -> None:
         await asyncio.sleep(warmup)
@@ -196,7 +201,8 @@ async def run_cell(
     marker = asyncio.create_task(mark_window())
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     await marker
-    spent = sum(cpu[1]) - sum(cpu[0])
+    (measured_before, ours_before), (measured_after, ours_after) = cpu
+    spent = sum(measured_after) - sum(measured_before)
     answered = [t for t in every if t.error is None]
     timings = [t for t in every if t.start >= measure_from]
     ok = [t for t in timings if t.error is None]
@@ -214,8 +220,8 @@ async def run_cell(
         itl_ms=(percentile(gaps, 0.5), percentile(gaps, 0.99)),
         e2e_ms=percentile([(t.end - t.start) * 1e3 for t in ok], 0.5),
         gateway_cpu_seconds=spent if gateway_pid is not None else None,
-        client_cpu_seconds=spent if gateway_pid is None else None,
-        kernel_cpu_seconds=cpu[1][1] - cpu[0][1],
+        client_cpu_seconds=sum(ours_after) - sum(ours_before),
+        kernel_cpu_seconds=measured_after[1] - measured_before[1],
     )
 
 

@@ -80,18 +80,20 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         (
             "| delay ms | mode | conc. | req/s | tokens/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms "
-            "| CPU µs/chunk | of it kernel | errors |"
+            "| CPU µs/chunk | of it kernel | load client µs/chunk | errors |"
         ),
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for cell in result["cells"]:
         # the gateway's CPU; for the direct client its own (the floor)
-        cpu = cell["gateway_cpu_us_per_chunk"] if cell["mode"] != "direct" else cell.get("floor_cpu_us_per_chunk")
+        direct = cell["mode"] == "direct"
+        cpu = cell.get("client_cpu_us_per_chunk") if direct else cell["gateway_cpu_us_per_chunk"]
+        load_client = None if direct else cell.get("client_cpu_us_per_chunk")
         lines.append(
             f"| {cell['delay_ms']:g} | {cell['mode']} | {cell['concurrency']} | {cell['requests_per_s']:.1f} | {cell['tokens_per_s']:.0f} "
             f"| {_number(cell['ttft_p50_ms'])} | {_number(cell['ttft_p99_ms'])} | {_number(cell['itl_p50_ms'])} "
             f"| {_number(cell['itl_p99_ms'])} | {_number(cpu, 1)} | {_number(cell.get('kernel_cpu_us_per_chunk'), 1)} "
-            f"| {cell['errors']} |"
+            f"| {_number(load_client, 1)} | {cell['errors']} |"
         )
     lines += [
         "",
@@ -136,7 +138,8 @@ def markdown(result: dict[str, Any]) -> str:
         (
             "Non-streamed rows count one chunk per request, so their CPU column is per request. The direct rows' CPU "
             'is the direct client\'s own: a client that only reads the same Triton streams (the floor). "Of it kernel" is '
-            "the system time in it: socket reads and writes, mostly."
+            'the system time in it: socket reads and writes, mostly. "Load client" is what the HTTP client generating '
+            "the load spent per chunk, on the same cores."
         ),
         f"Gateway peak RSS over the run: {result['gateway_peak_rss_mib']:.0f} MiB.",
     ]

@@ -31,6 +31,9 @@ def test_harness_runs_and_writes_its_results(tmp_path: Path) -> None:
     assert len(modes) == 2 * 3 * 2
     for cell in result["cells"]:
         assert cell["errors"] == 0 and cell["requests"] > 0
+        # Whoever is measured (the gateway, else the direct client) and the load client each spent CPU.
+        assert cell["client_cpu_us_per_chunk"] > 0
+        assert (cell["gateway_cpu_us_per_chunk"] is None) == (cell["mode"] == "direct")
         if cell["mode"] == "gateway-nonstream":
             assert cell["tokens"] == cell["requests"] * 8  # an answer's tokens count where it ended
         else:
