@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from gateway.errors import StartupError
-from gateway.logs import configure_logging
+from gateway.logs import configure_logging, stop_logging
 from gateway.settings import Kind, Option, Settings, flag_of, option_of, problems, split_csv
 from gateway.version import VERSION
 
@@ -235,5 +235,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         run(settings)
     except StartupError as exc:
+        stop_logging()  # the queued lines first: the error is the last line
         print(f"{PROG}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    finally:
+        stop_logging()

@@ -29,13 +29,16 @@ _RESTART_PAUSE = 1.0  # seconds between replacing a dead worker and checking aga
 
 def _serve(settings: Settings) -> None:
     from gateway.app import run
-    from gateway.logs import configure_logging
+    from gateway.logs import configure_logging, stop_logging
     from gateway.processes import die_with_parent
 
     die_with_parent()  # no orphans if the supervisor is killed outright
     configure_logging(settings.log_level, settings.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM stops a worker
-    run(settings, reuse_port=True)
+    try:
+        run(settings, reuse_port=True)
+    finally:
+        stop_logging()  # a multiprocessing child exits without running atexit
 
 
 def supervise(settings: Settings) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from tests.conftest import sse_events, user
 
 REPLY = "You said: Hello there"
@@ -230,7 +233,11 @@ async def test_the_access_line_carries_the_request_id_and_the_usage(gateway_proc
                 headers={"X-Request-Id": request_id},
             )
             await response.read()
-            lines = [line for line in gateway_log.read_text().splitlines() if f"[{request_id}]" in line]
-            access = [line for line in lines if "gateway.access" in line]
+            access: list[str] = []
+            deadline = time.monotonic() + 10  # lines are written by the gateway's log thread
+            while not access and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                lines = [line for line in gateway_log.read_text().splitlines() if f"[{request_id}]" in line]
+                access = [line for line in lines if "gateway.access" in line]
             assert len(access) == 1 and "POST /v1/chat/completions 200" in access[0]
             assert "model=vllm_model tokens=" in access[0]
