@@ -68,21 +68,24 @@ def decode_numbers(raw: bytes, datatype: str) -> list[float | int | bool]:
     return list(struct.unpack(f"<{count}{code}", raw[: count * struct.calcsize(code)]))
 
 
-_SCALARS = {datatype: struct.Struct(f"<{code}") for datatype, code in _NUMERIC_FORMATS.items()}
-
-
-def decode_first_int(raw: bytes, datatype: str) -> int | None:
-    """Element 0 of an integer tensor, or None when the tensor is empty."""
-    scalar = _SCALARS[datatype]
-    return int(scalar.unpack_from(raw)[0]) if len(raw) >= scalar.size else None
-
-
-def first_int_decoder(datatype: str) -> Callable[[bytes], int | None]:
-    """`decode_first_int` for one datatype, its format compiled once (for a per-token read)."""
-    scalar = _SCALARS[datatype]
+def _first_int(code: str) -> Callable[[bytes], int | None]:
+    scalar = struct.Struct(f"<{code}")  # compiled once per datatype
     unpack, size = scalar.unpack_from, scalar.size
 
     def decode(raw: bytes) -> int | None:
         return int(unpack(raw)[0]) if len(raw) >= size else None
 
     return decode
+
+
+_FIRST_INTS = {datatype: _first_int(code) for datatype, code in _NUMERIC_FORMATS.items()}
+
+
+def decode_first_int(raw: bytes, datatype: str) -> int | None:
+    """Element 0 of an integer tensor, or None when the tensor is empty."""
+    return _FIRST_INTS[datatype](raw)
+
+
+def first_int_decoder(datatype: str) -> Callable[[bytes], int | None]:
+    """`decode_first_int` for one datatype, looked up once (for a per-token read)."""
+    return _FIRST_INTS[datatype]
