@@ -138,12 +138,13 @@ async def measure(
         direct = DirectClient(triton.grpc_url, model, prompt, args.tokens)
         try:
             for concurrency in [int(c) for c in args.concurrency.split(",")]:
-                body = {"model": model, "messages": PROMPT_MESSAGES, "max_tokens": args.tokens, "stream": True}
-                streamed = StreamClient(gateway_url, json.dumps(body).encode(), connections=concurrency)
-                plain = GatewayClient(gateway_url, model, args.tokens, connections=concurrency)
+                body = {"model": model, "messages": PROMPT_MESSAGES, "max_tokens": args.tokens}
+                stream_body = json.dumps({**body, "stream": True}).encode()
+                streamed = StreamClient(gateway_url, stream_body, connections=concurrency)
+                plain = GatewayClient(gateway_url, json.dumps(body).encode(), connections=concurrency)
                 other = None
                 if compared is not None:
-                    other = StreamClient(compared[0], json.dumps(body).encode(), connections=concurrency)
+                    other = StreamClient(compared[0], stream_body, connections=concurrency)
                 try:
                     runs = [
                         ("direct", direct.one, None),

@@ -270,10 +270,9 @@ class GatewayClient:
     """The gateway's chat endpoint, not streamed, through one aiohttp session (streamed:
     stream_client.StreamClient)."""
 
-    def __init__(self, base_url: str, model: str, tokens: int, connections: int) -> None:
+    def __init__(self, base_url: str, body: bytes, connections: int) -> None:
         self._url = f"{base_url}/v1/chat/completions"
-        body = {"model": model, "messages": [{"role": "user", "content": "Benchmark prompt."}], "max_tokens": tokens}
-        self._plain_body = json.dumps(body).encode()
+        self._plain_body = body
         connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
         self._session = aiohttp.ClientSession(
             connector=connector, headers={"Content-Type": "application/json"}, timeout=aiohttp.ClientTimeout(total=None)

@@ -2,8 +2,8 @@
 completion and count its token frames as they arrive, in a protocol callback.
 
 It shares the machine with what it measures, so it spends as little as it can: no task wake-up,
-future or line split per chunk (aiohttp's client spends 85-95 µs per chunk here; this about a
-third of that). It speaks only what the gateway answers with: a chunked response, read to
+future or line split per chunk (aiohttp's client spends 85-95 µs per chunk here; this about half
+of that). It speaks only what the gateway answers with: a chunked response, read to
 its last chunk.
 """
 
