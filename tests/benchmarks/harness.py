@@ -2,8 +2,9 @@
 
 Starts a real tritonserver with benchmark models (the vLLM protocol, a fixed token, a
 configurable token count and delay) and the gateway as its own process, then at each
-concurrency runs the same load three ways: straight to Triton over gRPC, through the gateway
-streamed, and through the gateway not streamed. Last, it holds thousands of slow streams open
+concurrency runs the same load four ways: straight to Triton over gRPC, through the gateway
+streamed and not streamed, and through the relay (tests.benchmarks.relay: what aiohttp and
+grpc.aio cost without the gateway's own work), streamed. Last, it holds thousands of slow streams open
 at once. Results go to bench-results/ as JSON, Markdown and a PNG plot.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway.app import new_event_loop
 from gateway.localtriton import LocalTriton, free_port
 from tests.benchmarks import report
 from tests.benchmarks.load import Cell, DirectClient, GatewayClient, peak_rss_bytes, run_cell
@@ -101,8 +103,20 @@ def start_gateway(
     command = [sys.executable, "-m", "gateway", "--triton-url", triton_url, "--host", "127.0.0.1"]
     command += ["--openai-port", str(port), "--tokenizer", str(TOKENIZER), "--log-level", "WARNING"]
     command += shlex.split(flags)
+    return _started(command, port, log, source)
+
+
+def start_relay(triton_url: str, port: int, log: Path, prompt_file: Path) -> subprocess.Popen[bytes]:
+    """The relay (tests.benchmarks.relay): what serving the streams costs without the gateway's work."""
+    command = [sys.executable, "-m", "tests.benchmarks.relay", "--triton-url", triton_url, "--port", str(port)]
+    command += ["--prompt-file", str(prompt_file)]
+    return _started(command, port, log, ROOT)
+
+
+def _started(command: list[str], port: int, log: Path, cwd: Path | None) -> subprocess.Popen[bytes]:
+    """`command` started, once it answers /health/ready on `port` (within a minute)."""
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=source)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -110,9 +124,11 @@ def start_gateway(
                 return process
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(f"the gateway exited: {log.read_text()}") from None
+                raise RuntimeError(f"{command[2]} exited: {log.read_text()}") from None
             time.sleep(0.2)
-    raise RuntimeError("the gateway did not become ready")
+    process.terminate()
+    process.wait(30)
+    raise RuntimeError(f"{command[2]} did not become ready")
 
 
 def rendered_prompt() -> str:
@@ -127,10 +143,12 @@ async def measure(
     triton: LocalTriton,
     gateway_url: str,
     gateway_pid: int,
+    relay: tuple[str, int],
     compared: tuple[str, int] | None = None,
 ) -> list[Cell]:
-    """Every cell; with `compared` (the URL and pid of a gateway started with --compare-flags
-    or --compare-source), its streamed cells too, as mode "gateway-stream <label>"."""
+    """Every cell: direct, the gateway streamed and not, the relay (its URL and pid) streamed;
+    with `compared` (the URL and pid of a gateway started with --compare-flags or
+    --compare-source), its streamed cells too, as mode "gateway-stream <label>"."""
     cells = []
     prompt = rendered_prompt()
     for delay in delays(args):
@@ -142,6 +160,7 @@ async def measure(
                 stream_body = json.dumps({**body, "stream": True}).encode()
                 streamed = StreamClient(gateway_url, stream_body, connections=concurrency)
                 plain = GatewayClient(gateway_url, json.dumps(body).encode(), connections=concurrency)
+                relayed = StreamClient(relay[0], stream_body, connections=concurrency)
                 other = None
                 if compared is not None:
                     other = StreamClient(compared[0], stream_body, connections=concurrency)
@@ -150,6 +169,7 @@ async def measure(
                         ("direct", direct.one, None),
                         ("gateway-stream", streamed.one, gateway_pid),
                         ("gateway-nonstream", plain.one_plain, gateway_pid),
+                        ("relay-stream", relayed.one, relay[1]),
                     ]
                     if other is not None and compared is not None:
                         runs.append((f"gateway-stream {args.compare_label}", other.one, compared[1]))
@@ -166,6 +186,7 @@ async def measure(
                 finally:
                     await streamed.close()
                     await plain.close()
+                    await relayed.close()
                     if other is not None:
                         await other.close()
         finally:
@@ -215,32 +236,40 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     model_repository(workdir / "models", args)
     triton = LocalTriton(model_repository=workdir / "models", python_backends=[BENCH_BACKEND])
-    print("starting tritonserver and the gateway", flush=True)
+    print("starting tritonserver, the gateway and the relay", flush=True)
     await asyncio.to_thread(triton.start)
-    port = free_port()
-    gateway = start_gateway(triton.grpc_url, port, workdir / "gateway.log", args.gateway_flags)
-    gateway_url = f"http://127.0.0.1:{port}"
-    second = None
-    if args.compare_label:
-        second_port = free_port()
-        second = start_gateway(
-            triton.grpc_url, second_port, workdir / "gateway-2.log", args.compare_flags, args.compare_source
-        )
+    processes: list[subprocess.Popen[bytes]] = []
     try:
+        port = free_port()  # each taken just before its server binds it
+        gateway = start_gateway(triton.grpc_url, port, workdir / "gateway.log", args.gateway_flags)
+        processes.append(gateway)
+        gateway_url = f"http://127.0.0.1:{port}"
+        prompt_file = workdir / "prompt.txt"
+        prompt_file.write_text(rendered_prompt())
+        relay_port = free_port()
+        relay = start_relay(triton.grpc_url, relay_port, workdir / "relay.log", prompt_file)
+        processes.append(relay)
+        compared = None
+        if args.compare_label:
+            second_port = free_port()
+            second = start_gateway(
+                triton.grpc_url, second_port, workdir / "gateway-2.log", args.compare_flags, args.compare_source
+            )
+            processes.append(second)
+            compared = (f"http://127.0.0.1:{second_port}", second.pid)
         micro = chunks_per_second()
         print("SSE encoding:", ", ".join(f"{k} {v:,.0f} chunks/s" for k, v in micro.items()), flush=True)
-        compared = (f"http://127.0.0.1:{second_port}", second.pid) if second is not None else None
-        cells = await measure(args, triton, gateway_url, gateway.pid, compared)
+        relayed = (f"http://127.0.0.1:{relay_port}", relay.pid)
+        cells = await measure(args, triton, gateway_url, gateway.pid, relayed, compared)
         held = None
         if args.open_streams:
             print(f"holding {args.open_streams} streams open", flush=True)
             held = await hold_open_streams(args, gateway_url, gateway.pid)
         peak = peak_rss_bytes(gateway.pid) / 2**20
     finally:
-        for process in (gateway, second):
-            if process is not None:
-                process.terminate()
-                process.wait(30)
+        for process in processes:
+            process.terminate()
+            process.wait(30)
         await asyncio.to_thread(triton.stop)
         shutil.rmtree(workdir, ignore_errors=True)
     return {
@@ -265,13 +294,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
         result = runner.run(main_async(args))
     print()
     print(report.write(result, args.output))

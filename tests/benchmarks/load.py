@@ -225,24 +225,31 @@ async def run_cell(
     )
 
 
+def triton_request(model: str, prompt: str, tokens: int) -> pb.ModelInferRequest:
+    """The streamed vLLM request the gateway sends for the bench's chat (what the direct client
+    and the relay send as they are)."""
+    request = pb.ModelInferRequest(model_name=model)
+    inputs = [
+        ("text_input", "BYTES", tensors.encode_one_bytes(prompt.encode())),
+        ("stream", "BOOL", b"\x01"),
+        ("sampling_parameters", "BYTES", tensors.encode_one_bytes(json.dumps({"max_tokens": tokens}).encode())),
+        ("exclude_input_in_output", "BOOL", b"\x01"),
+        ("return_finish_reason", "BOOL", b"\x01"),
+        ("return_num_input_tokens", "BOOL", b"\x01"),
+        ("return_num_output_tokens", "BOOL", b"\x01"),
+    ]
+    for name, datatype, raw in inputs:
+        request.inputs.add(name=name, datatype=datatype, shape=[1])
+        request.raw_input_contents.append(raw)
+    return request
+
+
 class DirectClient:
     """Triton's gRPC API with the request the gateway would send (the ceiling)."""
 
     def __init__(self, url: str, model: str, prompt: str, tokens: int) -> None:
         self._client = TritonClient(url)
-        self._template = pb.ModelInferRequest(model_name=model)
-        inputs = [
-            ("text_input", "BYTES", tensors.encode_one_bytes(prompt.encode())),
-            ("stream", "BOOL", b"\x01"),
-            ("sampling_parameters", "BYTES", tensors.encode_one_bytes(json.dumps({"max_tokens": tokens}).encode())),
-            ("exclude_input_in_output", "BOOL", b"\x01"),
-            ("return_finish_reason", "BOOL", b"\x01"),
-            ("return_num_input_tokens", "BOOL", b"\x01"),
-            ("return_num_output_tokens", "BOOL", b"\x01"),
-        ]
-        for name, datatype, raw in inputs:
-            self._template.inputs.add(name=name, datatype=datatype, shape=[1])
-            self._template.raw_input_contents.append(raw)
+        self._template = triton_request(model, prompt, tokens)
         self._count = 0
 
     async def one(self) -> Timing:

@@ -28,7 +28,7 @@ def test_harness_runs_and_writes_its_results(tmp_path: Path) -> None:
     )
     result = json.loads((tmp_path / "bench.json").read_text())
     modes = {(cell["delay_ms"], cell["mode"], cell["concurrency"]) for cell in result["cells"]}
-    assert len(modes) == 2 * 3 * 2
+    assert len(modes) == 2 * 4 * 2
     for cell in result["cells"]:
         assert cell["errors"] == 0 and cell["requests"] > 0
         # Whoever is measured (the gateway, else the direct client) and the load client each spent CPU.
@@ -41,7 +41,9 @@ def test_harness_runs_and_writes_its_results(tmp_path: Path) -> None:
             # worker each, so every request was answered whole.
             assert abs(cell["tokens"] - cell["requests"] * 8) <= 2 * cell["concurrency"] * 8
     assert len(result["ratios"]) == 4
+    for row in result["ratios"]:  # the relay measured beside the gateway
+        assert row["relay_tokens_vs_direct"] > 0 and row["relay_cpu_vs_floor"] > 0 and row["gateway_cpu_vs_relay"] > 0
     assert result["open_streams"]["completed"] == 50 and result["open_streams"]["errors"] == 0
     assert set(result["sse_micro"]) == {"msgspec_framer", "json_dumps_dict"}
     table = (tmp_path / "bench.md").read_text()
-    assert "gateway-stream" in table and "stream tokens/s ÷ direct" in table
+    assert "gateway-stream" in table and "stream tokens/s ÷ direct" in table and "relay-stream" in table
