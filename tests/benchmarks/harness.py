@@ -3,8 +3,8 @@
 Starts a real tritonserver with benchmark models (the vLLM protocol, a fixed token, a
 configurable token count and delay) and the gateway as its own process, then at each
 concurrency runs the same load four ways: straight to Triton over gRPC, through the gateway
-streamed and not streamed, and through the relay (tests.benchmarks.relay: what aiohttp and
-grpc.aio cost without the gateway's own work), streamed. Last, it holds thousands of slow streams open
+streamed and not streamed, and through the bare server (tests.benchmarks.bare: what aiohttp
+and grpc.aio cost without the gateway's own work), streamed. Last, it holds thousands of slow streams open
 at once. Results go to bench-results/ as JSON, Markdown and a PNG plot.
 """
 
@@ -106,9 +106,9 @@ def start_gateway(
     return _started(command, port, log, source)
 
 
-def start_relay(triton_url: str, port: int, log: Path, prompt_file: Path) -> subprocess.Popen[bytes]:
-    """The relay (tests.benchmarks.relay): what serving the streams costs without the gateway's work."""
-    command = [sys.executable, "-m", "tests.benchmarks.relay", "--triton-url", triton_url, "--port", str(port)]
+def start_bare(triton_url: str, port: int, log: Path, prompt_file: Path) -> subprocess.Popen[bytes]:
+    """The bare server (tests.benchmarks.bare): what serving the streams costs without the gateway's work."""
+    command = [sys.executable, "-m", "tests.benchmarks.bare", "--triton-url", triton_url, "--port", str(port)]
     command += ["--prompt-file", str(prompt_file)]
     return _started(command, port, log, ROOT)
 
@@ -143,10 +143,11 @@ async def measure(
     triton: LocalTriton,
     gateway_url: str,
     gateway_pid: int,
-    relay: tuple[str, int],
+    bare: tuple[str, int],
     compared: tuple[str, int] | None = None,
 ) -> list[Cell]:
-    """Every cell: direct, the gateway streamed and not, the relay (its URL and pid) streamed;
+    """Every cell: direct, the gateway streamed and not, the bare server (its URL and pid)
+    streamed;
     with `compared` (the URL and pid of a gateway started with --compare-flags or
     --compare-source), its streamed cells too, as mode "gateway-stream <label>"."""
     cells = []
@@ -160,7 +161,7 @@ async def measure(
                 stream_body = json.dumps({**body, "stream": True}).encode()
                 streamed = StreamClient(gateway_url, stream_body, connections=concurrency)
                 plain = GatewayClient(gateway_url, json.dumps(body).encode(), connections=concurrency)
-                relayed = StreamClient(relay[0], stream_body, connections=concurrency)
+                bare_client = StreamClient(bare[0], stream_body, connections=concurrency)
                 other = None
                 if compared is not None:
                     other = StreamClient(compared[0], stream_body, connections=concurrency)
@@ -169,7 +170,7 @@ async def measure(
                         ("direct", direct.one, None),
                         ("gateway-stream", streamed.one, gateway_pid),
                         ("gateway-nonstream", plain.one_plain, gateway_pid),
-                        ("relay-stream", relayed.one, relay[1]),
+                        ("bare-stream", bare_client.one, bare[1]),
                     ]
                     if other is not None and compared is not None:
                         runs.append((f"gateway-stream {args.compare_label}", other.one, compared[1]))
@@ -186,7 +187,7 @@ async def measure(
                 finally:
                     await streamed.close()
                     await plain.close()
-                    await relayed.close()
+                    await bare_client.close()
                     if other is not None:
                         await other.close()
         finally:
@@ -236,7 +237,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     model_repository(workdir / "models", args)
     triton = LocalTriton(model_repository=workdir / "models", python_backends=[BENCH_BACKEND])
-    print("starting tritonserver, the gateway and the relay", flush=True)
+    print("starting tritonserver, the gateway and the bare server", flush=True)
     await asyncio.to_thread(triton.start)
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -246,9 +247,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         gateway_url = f"http://127.0.0.1:{port}"
         prompt_file = workdir / "prompt.txt"
         prompt_file.write_text(rendered_prompt())
-        relay_port = free_port()
-        relay = start_relay(triton.grpc_url, relay_port, workdir / "relay.log", prompt_file)
-        processes.append(relay)
+        bare_port = free_port()
+        bare = start_bare(triton.grpc_url, bare_port, workdir / "bare.log", prompt_file)
+        processes.append(bare)
         compared = None
         if args.compare_label:
             second_port = free_port()
@@ -259,8 +260,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             compared = (f"http://127.0.0.1:{second_port}", second.pid)
         micro = chunks_per_second()
         print("SSE encoding:", ", ".join(f"{k} {v:,.0f} chunks/s" for k, v in micro.items()), flush=True)
-        relayed = (f"http://127.0.0.1:{relay_port}", relay.pid)
-        cells = await measure(args, triton, gateway_url, gateway.pid, relayed, compared)
+        bare_server = (f"http://127.0.0.1:{bare_port}", bare.pid)
+        cells = await measure(args, triton, gateway_url, gateway.pid, bare_server, compared)
         held = None
         if args.open_streams:
             print(f"holding {args.open_streams} streams open", flush=True)

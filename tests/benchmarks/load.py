@@ -227,7 +227,7 @@ async def run_cell(
 
 def triton_request(model: str, prompt: str, tokens: int) -> pb.ModelInferRequest:
     """The streamed vLLM request the gateway sends for the bench's chat (what the direct client
-    and the relay send as they are)."""
+    and the bare server send as they are)."""
     request = pb.ModelInferRequest(model_name=model)
     inputs = [
         ("text_input", "BYTES", tensors.encode_one_bytes(prompt.encode())),

@@ -11,19 +11,19 @@ from tests.benchmarks.load import Cell
 
 
 def ratios(cells: list[Cell]) -> list[dict[str, Any]]:
-    """gateway/direct and streaming/non-streaming at each concurrency; with the relay's cells,
-    its tokens/s against direct and the gateway's CPU split at the relay's."""
+    """gateway/direct and streaming/non-streaming at each concurrency; with the bare server's
+    cells, its tokens/s against direct and the gateway's CPU split at the bare server's."""
     by_key = {(cell.delay_ms, cell.mode, cell.concurrency): cell for cell in cells}
     rows = []
     for delay, concurrency in sorted({(cell.delay_ms, cell.concurrency) for cell in cells}):
         direct = by_key.get((delay, "direct", concurrency))
         stream = by_key.get((delay, "gateway-stream", concurrency))
         plain = by_key.get((delay, "gateway-nonstream", concurrency))
-        relay = by_key.get((delay, "relay-stream", concurrency))
+        bare = by_key.get((delay, "bare-stream", concurrency))
         if not (direct and stream and plain):
             continue
         floor = direct.client_cpu_us_per_chunk or 0.0
-        relay_cpu = (relay and relay.cpu_us_per_chunk) or 0.0
+        bare_cpu = (bare and bare.cpu_us_per_chunk) or 0.0
         rows.append(
             {
                 "delay_ms": delay,
@@ -35,9 +35,9 @@ def ratios(cells: list[Cell]) -> list[dict[str, Any]]:
                 "gateway_cpu_us_per_chunk": stream.cpu_us_per_chunk and round(stream.cpu_us_per_chunk, 2),
                 "floor_cpu_us_per_chunk": direct.client_cpu_us_per_chunk and round(direct.client_cpu_us_per_chunk, 2),
                 "gateway_cpu_vs_floor": _ratio(stream.cpu_us_per_chunk or 0.0, floor),
-                "relay_tokens_vs_direct": _ratio(relay.tokens_per_second, direct.tokens_per_second) if relay else None,
-                "relay_cpu_vs_floor": _ratio(relay_cpu, floor),
-                "gateway_cpu_vs_relay": _ratio(stream.cpu_us_per_chunk or 0.0, relay_cpu),
+                "bare_tokens_vs_direct": _ratio(bare.tokens_per_second, direct.tokens_per_second) if bare else None,
+                "bare_cpu_vs_floor": _ratio(bare_cpu, floor),
+                "gateway_cpu_vs_bare": _ratio(stream.cpu_us_per_chunk or 0.0, bare_cpu),
             }
         )
     return rows
@@ -106,8 +106,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         (
             "| delay ms | conc. | stream tokens/s ÷ direct | stream req/s ÷ non-stream | added TTFT p50 ms "
-            "| added TTFT p99 ms | gateway CPU ÷ floor | relay tokens/s ÷ direct | relay CPU ÷ floor "
-            "| gateway CPU ÷ relay |"
+            "| added TTFT p99 ms | gateway CPU ÷ floor | bare tokens/s ÷ direct | bare CPU ÷ floor "
+            "| gateway CPU ÷ bare |"
         ),
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -115,8 +115,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {row['delay_ms']:g} | {row['concurrency']} | {row['stream_tokens_vs_direct']:.3f} | {row['stream_requests_vs_nonstream']:.3f} "
             f"| {row['added_ttft_p50_ms']:.2f} | {row['added_ttft_p99_ms']:.2f} | {_number(row['gateway_cpu_vs_floor'])} "
-            f"| {_number(row.get('relay_tokens_vs_direct'), 3)} | {_number(row.get('relay_cpu_vs_floor'))} "
-            f"| {_number(row.get('gateway_cpu_vs_relay'))} |"
+            f"| {_number(row.get('bare_tokens_vs_direct'), 3)} | {_number(row.get('bare_cpu_vs_floor'))} "
+            f"| {_number(row.get('gateway_cpu_vs_bare'))} |"
         )
     label = result["settings"]["compare_label"]
     if result.get("compared"):
@@ -149,7 +149,7 @@ def markdown(result: dict[str, Any]) -> str:
             "Non-streamed rows count one chunk per request, so their CPU column is per request. The direct rows' CPU "
             'is the direct client\'s own: a client that only reads the same Triton streams (the floor). "Of it kernel" is '
             'the system time in it: socket reads and writes, mostly. "Load client" is what the HTTP client generating '
-            "the load spent per chunk, on the same cores. The relay serves the same streams with aiohttp and "
+            "the load spent per chunk, on the same cores. The bare server serves the same streams with aiohttp and "
             "grpc.aio and does nothing else: the least a Python HTTP gateway spends here."
         ),
         f"Gateway peak RSS over the run: {result['gateway_peak_rss_mib']:.0f} MiB.",
@@ -168,7 +168,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         return False
     figure, (tokens_axis, ttft_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
     for delay in result["settings"]["token_delays_ms"]:
-        for mode in ("direct", "gateway-stream", "gateway-nonstream", "relay-stream"):
+        for mode in ("direct", "gateway-stream", "gateway-nonstream", "bare-stream"):
             cells = [cell for cell in result["cells"] if cell["mode"] == mode and cell["delay_ms"] == delay]
             xs = [cell["concurrency"] for cell in cells]
             label = f"{mode} ({delay:g} ms)"

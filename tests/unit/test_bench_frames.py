@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.benchmarks.relay import chunk_prefix, token_frame
+from tests.benchmarks.bare import chunk_prefix, token_frame
 from tests.benchmarks.stream_client import ChunkedBody, TokenFrames
 
 TOKEN = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
@@ -47,7 +47,7 @@ def test_a_chunk_size_with_an_extension_and_nothing_after_the_last_chunk() -> No
     assert sum(reader.feed(body[at : at + 1]) for at in range(len(body))) == 1 and reader.done
 
 
-def test_the_relays_frames_are_chat_chunks_the_client_counts() -> None:
+def test_the_bare_servers_frames_are_chat_chunks_the_client_counts() -> None:
     frame = token_frame(chunk_prefix("bench_0ms"), 'a "quoted" token')
     assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
     chunk = json.loads(frame[len(b"data: ") :])

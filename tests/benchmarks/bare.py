@@ -1,5 +1,5 @@
-"""The least a gateway built on aiohttp and grpc.aio can spend: a server that relays one fixed
-Triton request's stream as chat completion chunks and does nothing else.
+"""The bare server: the least a gateway built on aiohttp and grpc.aio can spend, relaying one
+fixed Triton request's stream as chat completion chunks and doing nothing else.
 
 It reads the model and max_tokens from each request's body, sends the bench's request for them
 as it is (the one the direct client sends), and writes one frame per token: no planning, chat template, checks,
@@ -7,7 +7,7 @@ metrics, logging, pipeline or usage. Measured beside the gateway in the same run
 gateway's cost above the floor (a client that only reads the streams) in two: what serving the
 streams over HTTP costs any such gateway, and what is the gateway's own.
 
-    python -m tests.benchmarks.relay --triton-url URL --port PORT --prompt-file F
+    python -m tests.benchmarks.bare --triton-url URL --port PORT --prompt-file F
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ _DONE = b"data: [DONE]\n\n"
 
 
 def chunk_prefix(model: str) -> bytes:
-    """A chat completion chunk up to its delta's fields (the relay's chunks differ only in their text)."""
-    envelope = {"id": "chatcmpl-relay", "object": "chat.completion.chunk", "created": 0, "model": model}
+    """A chat completion chunk up to its delta's fields (the bare server's chunks differ only in their text)."""
+    envelope = {"id": "chatcmpl-bare", "object": "chat.completion.chunk", "created": 0, "model": model}
     return b"data: " + _ENCODE(envelope)[:-1] + b',"choices":[{"index":0,"delta":{"content":'
 
 
@@ -52,19 +52,19 @@ def token_frame(prefix: bytes, text: str) -> bytes:
     return prefix + _ENCODE(text) + _CHUNK_END
 
 
-def relay_app(client: TritonClient, prompt: str) -> web.Application:
+def bare_app(client: TritonClient, prompt: str) -> web.Application:
     ids = itertools.count()
 
     @functools.cache
     def template(model: str, tokens: int) -> tuple[pb.ModelInferRequest, bytes]:
         return triton_request(model, prompt, tokens), chunk_prefix(model)
 
-    async def relay(request: web.Request) -> web.StreamResponse:
+    async def stream(request: web.Request) -> web.StreamResponse:
         body = _DECODE_BODY(await request.read())
         request_template, prefix = template(body.model, body.max_tokens)
         infer = pb.ModelInferRequest()
         infer.CopyFrom(request_template)
-        infer.id = f"relay-{next(ids)}"
+        infer.id = f"bare-{next(ids)}"
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         async with client.stream(infer) as responses:
             async for message in responses:
@@ -83,14 +83,14 @@ def relay_app(client: TritonClient, prompt: str) -> web.Application:
         return web.Response(text="ready")
 
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", relay)
+    app.router.add_post("/v1/chat/completions", stream)
     app.router.add_get("/health/ready", ready)
     return app
 
 
 async def serve(args: argparse.Namespace) -> None:
     client = TritonClient(args.triton_url)
-    app = relay_app(client, args.prompt_file.read_text())
+    app = bare_app(client, args.prompt_file.read_text())
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", args.port).start()
