@@ -4,7 +4,6 @@ gateway cannot honour yet are refused by name instead of being dropped."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 from gateway.errors import InvalidRequest
@@ -137,15 +136,13 @@ def generation_request(
     `request`'s other GenerationRequest fields (logprobs, images, LoRA adapter, …).
     `keep_special_tokens`: the output is parsed for special-token markers, so the backend is
     asked to keep them (unless the client said otherwise)."""
-    sampling = Sampling(**{name: getattr(body, name) for name in SAMPLING_FIELDS})  # the API's names
-    sampling = dataclasses.replace(
-        sampling,
-        min_tokens=checked_min_tokens(body.min_tokens, max_tokens),
-        stop_token_ids=checked_stop_token_ids(body.stop_token_ids, vocab_size),
-        logit_bias=token_bias(body.logit_bias, vocab_size),
-    )
-    if keep_special_tokens and sampling.skip_special_tokens is None:
-        sampling = dataclasses.replace(sampling, skip_special_tokens=False)
+    fields = {name: getattr(body, name) for name in SAMPLING_FIELDS}  # the API's names
+    fields["min_tokens"] = checked_min_tokens(body.min_tokens, max_tokens)
+    fields["stop_token_ids"] = checked_stop_token_ids(body.stop_token_ids, vocab_size)
+    fields["logit_bias"] = token_bias(body.logit_bias, vocab_size)
+    if keep_special_tokens and fields["skip_special_tokens"] is None:
+        fields["skip_special_tokens"] = False
+    sampling = Sampling(**fields)  # built once: a frozen dataclass is slow to build
     return GenerationRequest(
         request_id=request_id,
         prompt=prompt,
