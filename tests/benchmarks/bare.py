@@ -1,11 +1,11 @@
 """The bare server: the least a gateway built on aiohttp and grpc.aio can spend, relaying one
 fixed Triton request's stream as chat completion chunks and doing nothing else.
 
-It reads the model and max_tokens from each request's body, sends the bench's request for them
-as it is (the one the direct client sends), and writes one frame per token: no planning, chat template, checks,
-metrics, logging, pipeline or usage. Measured beside the gateway in the same run, it splits the
-gateway's cost above the floor (a client that only reads the streams) in two: what serving the
-streams over HTTP costs any such gateway, and what is the gateway's own.
+It reads the model and max_tokens from each request's body, sends the bench's request for
+them as it is (the one the direct client sends) and writes one frame per token: no planning,
+chat template, checks, metrics, logging, pipeline or usage. Measured beside the gateway in the
+same run, it splits the gateway's cost above the floor (a client that only reads the streams)
+in two: what serving the streams over HTTP costs any such gateway, and what is the gateway's own.
 
     python -m tests.benchmarks.bare --triton-url URL --port PORT --prompt-file F
 """
@@ -55,7 +55,7 @@ def token_frame(prefix: bytes, text: str) -> bytes:
 def bare_app(client: TritonClient, prompt: str) -> web.Application:
     ids = itertools.count()
 
-    @functools.cache
+    @functools.lru_cache(maxsize=64)  # one per (model, max_tokens) the bench sends
     def template(model: str, tokens: int) -> tuple[pb.ModelInferRequest, bytes]:
         return triton_request(model, prompt, tokens), chunk_prefix(model)
 
