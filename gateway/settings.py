@@ -453,6 +453,13 @@ class Settings:
         parse=positive_int,
         metavar="N",
     )
+    backlog: int = setting(
+        2048,
+        "connections the kernel holds for the gateway to accept (capped by net.core.somaxconn); "
+        "a burst past it waits for SYN retries or is reset",
+        parse=positive_int,
+        metavar="N",
+    )
     stream_stall_timeout: float = setting(
         60.0,
         "seconds a streamed response may wait for a client that stopped reading before it is cancelled",

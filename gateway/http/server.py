@@ -149,7 +149,7 @@ async def serve(
         guard.protocol_factory = runner.server
         try:
             listening = await loop.create_server(
-                guard, settings.host, settings.openai_port, reuse_port=reuse_port or None
+                guard, settings.host, settings.openai_port, backlog=settings.backlog, reuse_port=reuse_port or None
             )
         except OSError as exc:
             raise StartupError(
