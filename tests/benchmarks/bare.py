@@ -24,6 +24,7 @@ from aiohttp import web
 from tritonclient.grpc import service_pb2 as pb
 
 from gateway.app import new_event_loop
+from gateway.settings import Settings
 from gateway.triton import tensors
 from gateway.triton.client import TritonClient
 from tests.benchmarks.load import triton_request
@@ -93,7 +94,8 @@ async def serve(args: argparse.Namespace) -> None:
     app = bare_app(client, args.prompt_file.read_text())
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
+    # The gateway's listen queue, so a cell's connections opened at once connect alike to both.
+    await web.TCPSite(runner, "127.0.0.1", args.port, backlog=Settings.backlog).start()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
