@@ -136,10 +136,10 @@ def _warm_up(receiver: Receiver, url: str) -> None:
 GATEWAY_SPANS = {"POST /v1/chat/completions", "plan", "triton ModelStreamInfer", "first token", "streaming"}
 
 
-def spans_of(receiver: Receiver, trace_id: bytes) -> list[tuple[str, Any]]:
+def spans_of(receiver: Receiver, trace_id: bytes, within: float) -> list[tuple[str, Any]]:
     """The trace's spans once the gateway's five and at least one of Triton's have arrived
-    (each side exports on its own schedule), or what there is after 60 s."""
-    deadline = time.monotonic() + 60
+    (each side exports on its own schedule), or what there is after `within` seconds."""
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         found = receiver.of_trace(trace_id)
         ours = {span.name for service, span in found if service == "triton-openai-gateway"}
@@ -152,23 +152,34 @@ def spans_of(receiver: Receiver, trace_id: bytes) -> list[tuple[str, Any]]:
 @pytest.mark.parametrize("stream", [False, True])
 def test_one_trace_from_the_client_through_the_gateway_into_triton(traced: tuple[Receiver, str], stream: bool) -> None:
     receiver, url = traced
-    trace_id, client_span = secrets.token_bytes(16), secrets.token_bytes(8)
-    headers = {"traceparent": f"00-{trace_id.hex()}-{client_span.hex()}-01"}
-    body = {"model": "vllm_model", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "stream": stream}
-    response = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=30)
-    assert response.status_code == 200
+    # Triton's own spans must join the trace under the gateway's call. This tritonserver now and
+    # then traces a ModelStreamInfer call as a root of its own (its InferRequest span with no
+    # parent, in a trace of its own; about one fixture run in eight here, the gateway's spans and
+    # traceparent alike), so up to three requests are made for one whose Triton spans joined.
+    for _ in range(3):
+        trace_id, client_span = secrets.token_bytes(16), secrets.token_bytes(8)
+        headers = {"traceparent": f"00-{trace_id.hex()}-{client_span.hex()}-01"}
+        body = {
+            "model": "vllm_model",
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_tokens": 8,
+            "stream": stream,
+        }
+        response = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=30)
+        assert response.status_code == 200
 
-    spans = spans_of(receiver, trace_id)
-    ours = {span.name: span for service, span in spans if service == "triton-openai-gateway"}
-    assert set(ours) >= GATEWAY_SPANS
-    server = ours["POST /v1/chat/completions"]
-    assert server.parent_span_id == client_span  # the client's trace, continued
-    call = ours["triton ModelStreamInfer"]
-    assert ours["plan"].parent_span_id == server.span_id and call.parent_span_id == server.span_id
-    assert ours["first token"].parent_span_id == call.span_id == ours["streaming"].parent_span_id
-    attributes = {a.key: a.value for a in server.attributes}
-    assert attributes["http.response.status_code"].int_value == 200
-    assert attributes["gen_ai.request.model"].string_value == "vllm_model"
-    # Triton's own spans joined the trace, under the gateway's call.
-    triton_spans = [span for service, span in spans if service == "triton"]
+        spans = spans_of(receiver, trace_id, within=20)
+        ours = {span.name: span for service, span in spans if service == "triton-openai-gateway"}
+        assert set(ours) >= GATEWAY_SPANS
+        server = ours["POST /v1/chat/completions"]
+        assert server.parent_span_id == client_span  # the client's trace, continued
+        call = ours["triton ModelStreamInfer"]
+        assert ours["plan"].parent_span_id == server.span_id and call.parent_span_id == server.span_id
+        assert ours["first token"].parent_span_id == call.span_id == ours["streaming"].parent_span_id
+        attributes = {a.key: a.value for a in server.attributes}
+        assert attributes["http.response.status_code"].int_value == 200
+        assert attributes["gen_ai.request.model"].string_value == "vllm_model"
+        triton_spans = [span for service, span in spans if service == "triton"]
+        if triton_spans:
+            break
     assert triton_spans and any(span.parent_span_id == call.span_id for span in triton_spans)
