@@ -141,17 +141,17 @@ def rendered_prompt() -> str:
 async def measure(
     args: argparse.Namespace,
     triton: LocalTriton,
+    prompt: str,
     gateway_url: str,
     gateway_pid: int,
     bare: tuple[str, int],
     compared: tuple[str, int] | None = None,
 ) -> list[Cell]:
-    """Every cell: direct, the gateway streamed and not, the bare server (its URL and pid)
-    streamed;
-    with `compared` (the URL and pid of a gateway started with --compare-flags or
-    --compare-source), its streamed cells too, as mode "gateway-stream <label>"."""
+    """Every cell: direct (sending the rendered `prompt`), the gateway streamed and not, the
+    bare server (its URL and pid) streamed; with `compared` (the URL and pid of a gateway
+    started with --compare-flags or --compare-source), its streamed cells too, as mode
+    "gateway-stream <label>"."""
     cells = []
-    prompt = rendered_prompt()
     for delay in delays(args):
         model = model_name(delay)
         direct = DirectClient(triton.grpc_url, model, prompt, args.tokens)
@@ -245,8 +245,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         gateway = start_gateway(triton.grpc_url, port, workdir / "gateway.log", args.gateway_flags)
         processes.append(gateway)
         gateway_url = f"http://127.0.0.1:{port}"
+        prompt = rendered_prompt()
         prompt_file = workdir / "prompt.txt"
-        prompt_file.write_text(rendered_prompt())
+        prompt_file.write_text(prompt)
         bare_port = free_port()
         bare = start_bare(triton.grpc_url, bare_port, workdir / "bare.log", prompt_file)
         processes.append(bare)
@@ -261,7 +262,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         micro = chunks_per_second()
         print("SSE encoding:", ", ".join(f"{k} {v:,.0f} chunks/s" for k, v in micro.items()), flush=True)
         bare_server = (f"http://127.0.0.1:{bare_port}", bare.pid)
-        cells = await measure(args, triton, gateway_url, gateway.pid, bare_server, compared)
+        cells = await measure(args, triton, prompt, gateway_url, gateway.pid, bare_server, compared)
         held = None
         if args.open_streams:
             print(f"holding {args.open_streams} streams open", flush=True)

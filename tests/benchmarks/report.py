@@ -35,7 +35,7 @@ def ratios(cells: list[Cell]) -> list[dict[str, Any]]:
                 "gateway_cpu_us_per_chunk": stream.cpu_us_per_chunk and round(stream.cpu_us_per_chunk, 2),
                 "floor_cpu_us_per_chunk": direct.client_cpu_us_per_chunk and round(direct.client_cpu_us_per_chunk, 2),
                 "gateway_cpu_vs_floor": _ratio(stream.cpu_us_per_chunk or 0.0, floor),
-                "bare_tokens_vs_direct": _ratio(bare.tokens_per_second, direct.tokens_per_second) if bare else None,
+                "bare_tokens_vs_direct": _ratio(bare.tokens_per_second if bare else 0.0, direct.tokens_per_second),
                 "bare_cpu_vs_floor": _ratio(bare_cpu, floor),
                 "gateway_cpu_vs_bare": _ratio(stream.cpu_us_per_chunk or 0.0, bare_cpu),
             }

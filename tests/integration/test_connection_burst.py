@@ -11,6 +11,7 @@ from __future__ import annotations
 import select
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,33 +25,36 @@ BURST = 300  # past the 100 that asyncio's create_server queues by default
 
 
 @contextmanager
-def stopped(process) -> Iterator[None]:  # type: ignore[no-untyped-def]
-    process.send_signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        process.send_signal(signal.SIGCONT)
-
-
-def burst(url: str, count: int, within: float) -> tuple[list[socket.socket], int]:
-    """`count` connections opened at once; (all the sockets, how many completed their
-    handshake within `within` seconds)."""
+def burst_while_stopped(
+    process: subprocess.Popen[bytes], url: str, count: int, within: float
+) -> Iterator[tuple[list[socket.socket], int]]:
+    """`count` connections opened at once while `process` is stopped, so only the kernel
+    answers: (all the sockets, how many completed their handshake within `within` seconds),
+    given once the process runs again. The sockets are closed on leaving."""
     host, port = url.removeprefix("http://").split(":")
-    sockets = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.setblocking(False)
-        sock.connect_ex((host, int(port)))
-        sockets.append(sock)
-    pending = set(sockets)
-    deadline = time.monotonic() + within
-    while pending and (left := deadline - time.monotonic()) > 0:
-        _, writable, _ = select.select([], list(pending), [], left)
-        pending.difference_update(writable)
-    connected = sum(
-        1 for sock in sockets if sock not in pending and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    )
-    return sockets, connected
+    sockets: list[socket.socket] = []
+    try:
+        process.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.setblocking(False)
+                sock.connect_ex((host, int(port)))
+            pending = set(sockets)
+            deadline = time.monotonic() + within
+            while pending and (left := deadline - time.monotonic()) > 0:
+                _, writable, _ = select.select([], list(pending), [], left)
+                pending.difference_update(writable)
+        finally:
+            process.send_signal(signal.SIGCONT)
+        connected = sum(
+            1 for sock in sockets if sock not in pending and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        )
+        yield sockets, connected
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def answered(sock: socket.socket) -> bool:
@@ -64,14 +68,9 @@ def answered(sock: socket.socket) -> bool:
 def test_a_burst_past_asyncios_default_backlog_is_held_and_served(triton, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     process, url = spawn_gateway(triton.grpc_url, tmp_path)  # the default --backlog
     try:
-        with stopped(process):
-            sockets, connected = burst(url, BURST, within=2.0)
-        try:
+        with burst_while_stopped(process, url, BURST, within=2.0) as (sockets, connected):
             assert connected == BURST
             assert all(answered(sock) for sock in sockets)
-        finally:
-            for sock in sockets:
-                sock.close()
     finally:
         stop_process(process)
 
@@ -80,12 +79,7 @@ def test_a_burst_past_asyncios_default_backlog_is_held_and_served(triton, tmp_pa
 def test_the_backlog_flag_sizes_the_queue(triton, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     process, url = spawn_gateway(triton.grpc_url, tmp_path, "--backlog=20")
     try:
-        with stopped(process):
-            sockets, connected = burst(url, 100, within=0.5)  # before the first SYN retry
-        try:
+        with burst_while_stopped(process, url, 100, within=0.5) as (_, connected):  # before the first SYN retry
             assert 20 <= connected < 40  # the kernel takes its limit plus one
-        finally:
-            for sock in sockets:
-                sock.close()
     finally:
         stop_process(process)

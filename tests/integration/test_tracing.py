@@ -121,13 +121,20 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Receiver,
     receiver.server.shutdown()
 
 
+def traced_chat(url: str, stream: bool) -> tuple[bytes, bytes]:
+    """A chat completion sent as part of a client's trace: (its trace id, the client's span id)."""
+    trace_id, client_span = secrets.token_bytes(16), secrets.token_bytes(8)
+    headers = {"traceparent": f"00-{trace_id.hex()}-{client_span.hex()}-01"}
+    body = {"model": "vllm_model", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "stream": stream}
+    response = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=30)
+    assert response.status_code == 200
+    return trace_id, client_span
+
+
 def _warm_up(receiver: Receiver, url: str) -> None:
     """One traced request first, until Triton's exporter has delivered a span of it: Triton's
     first export may come long after its first request."""
-    trace_id = secrets.token_bytes(16)
-    headers = {"traceparent": f"00-{trace_id.hex()}-{secrets.token_bytes(8).hex()}-01"}
-    body = {"model": "vllm_model", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
-    httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=30)
+    trace_id, _ = traced_chat(url, stream=False)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(s == "triton" for s, _ in receiver.of_trace(trace_id)):
         time.sleep(0.2)
@@ -157,17 +164,7 @@ def test_one_trace_from_the_client_through_the_gateway_into_triton(traced: tuple
     # parent, in a trace of its own; about one fixture run in eight here, the gateway's spans and
     # traceparent alike), so up to three requests are made for one whose Triton spans joined.
     for _ in range(3):
-        trace_id, client_span = secrets.token_bytes(16), secrets.token_bytes(8)
-        headers = {"traceparent": f"00-{trace_id.hex()}-{client_span.hex()}-01"}
-        body = {
-            "model": "vllm_model",
-            "messages": [{"role": "user", "content": "Hi"}],
-            "max_tokens": 8,
-            "stream": stream,
-        }
-        response = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=30)
-        assert response.status_code == 200
-
+        trace_id, client_span = traced_chat(url, stream)
         spans = spans_of(receiver, trace_id, within=20)
         ours = {span.name: span for service, span in spans if service == "triton-openai-gateway"}
         assert set(ours) >= GATEWAY_SPANS
