@@ -5,7 +5,8 @@ configurable token count and delay) and the gateway as its own process, then at 
 concurrency runs the same load four ways: straight to Triton over gRPC, through the gateway
 streamed and not streamed, and through the bare server (tests.benchmarks.bare: what aiohttp
 and grpc.aio cost without the gateway's own work), streamed. Last, it holds thousands of slow streams open
-at once. Results go to bench-results/ as JSON, Markdown and a PNG plot.
+at once. Results go to bench-results/ as JSON, Markdown and a PNG plot; with --profile, a
+flame graph of a gateway serving the streamed load too.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import aiohttp
 
 from gateway.app import new_event_loop
 from gateway.localtriton import LocalTriton, free_port
-from tests.benchmarks import report
+from tests.benchmarks import flame, report
 from tests.benchmarks.load import Cell, DirectClient, GatewayClient, peak_rss_bytes, run_cell
 from tests.benchmarks.sse_micro import chunks_per_second
 from tests.benchmarks.stream_client import StreamClient
@@ -70,6 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a second gateway run from this checkout (e.g. a `git worktree` of the previous commit), "
         "measured streamed in the same run: one change against its parent",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also, per delay, a flame graph (py-spy) of a gateway of its own serving the streamed load at "
+        "the highest concurrency, in OUTPUT/flame-<delay>ms-c<concurrency>.svg; that run is not measured",
+    )
     args = parser.parse_args(argv)
     args.compare_label = " ".join(
         part for part in (args.compare_flags, args.compare_source and f"@{args.compare_source.name}") if part
@@ -79,6 +86,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def delays(args: argparse.Namespace) -> list[float]:
     return [float(delay) for delay in args.delays.split(",")]
+
+
+def concurrencies(args: argparse.Namespace) -> list[int]:
+    return [int(concurrency) for concurrency in args.concurrency.split(",")]
+
+
+def chat_body(model: str, tokens: int, stream: bool) -> bytes:
+    """The bench's chat completion request."""
+    return json.dumps({"model": model, "messages": PROMPT_MESSAGES, "max_tokens": tokens, "stream": stream}).encode()
 
 
 def model_name(delay: float) -> str:
@@ -96,24 +112,32 @@ def model_repository(directory: Path, args: argparse.Namespace) -> None:
 
 
 def start_gateway(
-    triton_url: str, port: int, log: Path, flags: str = "", source: Path | None = None
+    triton_url: str,
+    port: int,
+    log: Path,
+    flags: str = "",
+    source: Path | None = None,
+    flame_graph: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """`python -m gateway` from this checkout, or from `source` (its directory comes first on
-    the module path)."""
+    the module path); with `flame_graph`, run under py-spy (the process returned; end it with
+    flame.stop, and the graph is written there)."""
     command = [sys.executable, "-m", "gateway", "--triton-url", triton_url, "--host", "127.0.0.1"]
     command += ["--openai-port", str(port), "--tokenizer", str(TOKENIZER), "--log-level", "WARNING"]
     command += shlex.split(flags)
-    return _started(command, port, log, source)
+    if flame_graph is not None:
+        command = flame.profiled(command, flame_graph)
+    return _started(command, port, log, source, "the gateway")
 
 
 def start_bare(triton_url: str, port: int, log: Path, prompt_file: Path) -> subprocess.Popen[bytes]:
     """The bare server (tests.benchmarks.bare): what serving the streams costs without the gateway's work."""
     command = [sys.executable, "-m", "tests.benchmarks.bare", "--triton-url", triton_url, "--port", str(port)]
     command += ["--prompt-file", str(prompt_file)]
-    return _started(command, port, log, ROOT)
+    return _started(command, port, log, ROOT, "the bare server")
 
 
-def _started(command: list[str], port: int, log: Path, cwd: Path | None) -> subprocess.Popen[bytes]:
+def _started(command: list[str], port: int, log: Path, cwd: Path | None, name: str) -> subprocess.Popen[bytes]:
     """`command` started, once it answers /health/ready on `port` (within a minute)."""
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
@@ -124,11 +148,11 @@ def _started(command: list[str], port: int, log: Path, cwd: Path | None) -> subp
                 return process
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(f"{command[2]} exited: {log.read_text()}") from None
+                raise RuntimeError(f"{name} exited: {log.read_text()}") from None
             time.sleep(0.2)
     process.terminate()
     process.wait(30)
-    raise RuntimeError(f"{command[2]} did not become ready")
+    raise RuntimeError(f"{name} did not become ready")
 
 
 def rendered_prompt() -> str:
@@ -156,11 +180,10 @@ async def measure(
         model = model_name(delay)
         direct = DirectClient(triton.grpc_url, model, prompt, args.tokens)
         try:
-            for concurrency in [int(c) for c in args.concurrency.split(",")]:
-                body = {"model": model, "messages": PROMPT_MESSAGES, "max_tokens": args.tokens}
-                stream_body = json.dumps({**body, "stream": True}).encode()
+            for concurrency in concurrencies(args):
+                stream_body = chat_body(model, args.tokens, stream=True)
                 streamed = StreamClient(gateway_url, stream_body, connections=concurrency)
-                plain = GatewayClient(gateway_url, json.dumps(body).encode(), connections=concurrency)
+                plain = GatewayClient(gateway_url, chat_body(model, args.tokens, stream=False), connections=concurrency)
                 bare_client = StreamClient(bare[0], stream_body, connections=concurrency)
                 other = None
                 if compared is not None:
@@ -193,6 +216,34 @@ async def measure(
         finally:
             await direct.close()
     return cells
+
+
+async def flame_graphs(args: argparse.Namespace, triton: LocalTriton, workdir: Path) -> list[str]:
+    """Per delay, a gateway of its own started under py-spy, served the streamed load at the
+    highest concurrency for the warm-up and measured seconds, then stopped: the flame graphs'
+    paths. Profiling slows what it samples, so these runs are not measured."""
+    concurrency = max(concurrencies(args))
+    args.output.mkdir(parents=True, exist_ok=True)
+    graphs = []
+    for delay in delays(args):
+        svg = args.output / f"flame-{delay:g}ms-c{concurrency}.svg"
+        port = free_port()
+        log = workdir / f"gateway-profiled-{delay:g}.log"
+        profiler = start_gateway(triton.grpc_url, port, log, args.gateway_flags, flame_graph=svg)
+        try:
+            body = chat_body(model_name(delay), args.tokens, stream=True)
+            client = StreamClient(f"http://127.0.0.1:{port}", body, connections=concurrency)
+            try:
+                await run_cell("gateway-stream profiled", client.one, concurrency, args.seconds, args.warmup, None)
+            finally:
+                await client.close()
+        finally:
+            await asyncio.to_thread(flame.stop, profiler)
+        if not svg.exists():
+            raise RuntimeError(f"py-spy wrote no flame graph: {log.read_text()[-2000:]}")
+        print(f"  flame graph: {svg}", flush=True)
+        graphs.append(str(svg))
+    return graphs
 
 
 async def hold_open_streams(args: argparse.Namespace, gateway_url: str, gateway_pid: int) -> dict[str, Any]:
@@ -234,6 +285,8 @@ async def hold_open_streams(args: argparse.Namespace, gateway_url: str, gateway_
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    if args.profile:
+        flame.py_spy()  # missing: said now, not after the measured cells
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     model_repository(workdir / "models", args)
     triton = LocalTriton(model_repository=workdir / "models", python_backends=[BENCH_BACKEND])
@@ -263,6 +316,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         print("SSE encoding:", ", ".join(f"{k} {v:,.0f} chunks/s" for k, v in micro.items()), flush=True)
         bare_server = (f"http://127.0.0.1:{bare_port}", bare.pid)
         cells = await measure(args, triton, prompt, gateway_url, gateway.pid, bare_server, compared)
+        graphs = await flame_graphs(args, triton, workdir) if args.profile else []
         held = None
         if args.open_streams:
             print(f"holding {args.open_streams} streams open", flush=True)
@@ -290,6 +344,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "ratios": report.ratios(cells),
         "compared": report.compared(cells, args.compare_label),
         "open_streams": held,
+        "flame_graphs": graphs,
         "gateway_peak_rss_mib": peak,
     }
 

@@ -134,6 +134,11 @@ def markdown(result: dict[str, Any]) -> str:
     micro = result.get("sse_micro")
     if micro:
         lines += ["", "SSE encoding: " + ", ".join(f"{name} {rate:,.0f} chunks/s" for name, rate in micro.items())]
+    if result.get("flame_graphs"):
+        lines += [
+            "",
+            "Flame graphs (py-spy, a gateway serving the streamed load): " + ", ".join(result["flame_graphs"]),
+        ]
     held = result.get("open_streams")
     if held:
         lines += [

@@ -23,6 +23,7 @@ def test_harness_runs_and_writes_its_results(tmp_path: Path) -> None:
             "--open-stream-tokens=2",
             "--open-stream-delay-ms=50",
             "--model-instances=1",
+            "--profile",
             f"--output={tmp_path}",
         ]
     )
@@ -45,5 +46,10 @@ def test_harness_runs_and_writes_its_results(tmp_path: Path) -> None:
         assert row["bare_tokens_vs_direct"] > 0 and row["bare_cpu_vs_floor"] > 0 and row["gateway_cpu_vs_bare"] > 0
     assert result["open_streams"]["completed"] == 50 and result["open_streams"]["errors"] == 0
     assert set(result["sse_micro"]) == {"msgspec_framer", "json_dumps_dict"}
+    # A flame graph per delay, of the gateway's own code serving streams.
+    graphs = [Path(path) for path in result["flame_graphs"]]
+    assert [graph.name for graph in graphs] == ["flame-0ms-c4.svg", "flame-2ms-c4.svg"]
+    for graph in graphs:
+        assert graph.read_text().startswith("<?xml") and "serve_stream" in graph.read_text()
     table = (tmp_path / "bench.md").read_text()
     assert "gateway-stream" in table and "stream tokens/s ÷ direct" in table and "bare-stream" in table
