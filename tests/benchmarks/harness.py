@@ -53,6 +53,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,16,64,256", help="comma-separated concurrencies")
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per cell")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each cell")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each concurrency's cells this many times, in a rotated order each round; the ratios "
+        "are the median of the rounds' own (each round's cells ran one after another)",
+    )
     parser.add_argument("--open-streams", type=int, default=5000, help="slow streams held open at once (0: skip)")
     parser.add_argument("--open-stream-tokens", type=int, default=4)
     parser.add_argument("--open-stream-delay-ms", type=float, default=2000.0)
@@ -197,9 +204,12 @@ async def measure(
                     ]
                     if other is not None and compared is not None:
                         runs.append((f"gateway-stream {args.compare_label}", other.one, compared[1]))
-                    for mode, one, pid in runs:
+                    # Rotated each round, so that no mode always runs first (or right after another).
+                    order = [runs[(at + turn) % len(runs)] for turn in range(args.rounds) for at in range(len(runs))]
+                    for at, (mode, one, pid) in enumerate(order):
                         cell = await run_cell(mode, one, concurrency, args.seconds, args.warmup, pid)
                         cell.delay_ms = delay
+                        cell.round = at // len(runs)
                         print(
                             f"  {delay:g} ms {mode:18} c={concurrency:<4} {cell.tokens_per_second:9.0f} tok/s "
                             f"{cell.requests_per_second:8.1f} req/s  TTFT p50 {cell.ttft_ms[0]:7.2f} ms  "
@@ -333,6 +343,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "tokens": args.tokens,
             "token_delays_ms": delays(args),
             "seconds_per_cell": args.seconds,
+            "rounds": args.rounds,
             "model_instances": args.model_instances,
             "gateway_flags": args.gateway_flags,
             "compare_flags": args.compare_flags,

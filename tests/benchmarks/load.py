@@ -64,6 +64,7 @@ class Cell:
     client_cpu_seconds: float | None = None
     kernel_cpu_seconds: float | None = None  # of the gateway's or the direct client's: system time
     delay_ms: float = 0.0
+    round: int = 0  # of --rounds: the cells measured beside each other
 
     @property
     def tokens_per_second(self) -> float:
@@ -97,6 +98,7 @@ class Cell:
     def as_dict(self) -> dict[str, object]:
         return {
             "delay_ms": self.delay_ms,
+            "round": self.round,
             "mode": self.mode,
             "concurrency": self.concurrency,
             "seconds": round(self.seconds, 3),

@@ -19,6 +19,7 @@ def test_harness_runs_and_writes_its_results(tmp_path: Path) -> None:
             "--tokens=8",
             "--seconds=0.5",
             "--warmup=0.1",
+            "--rounds=2",
             "--open-streams=50",
             "--open-stream-tokens=2",
             "--open-stream-delay-ms=50",
@@ -30,6 +31,7 @@ def test_harness_runs_and_writes_its_results(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "bench.json").read_text())
     modes = {(cell["delay_ms"], cell["mode"], cell["concurrency"]) for cell in result["cells"]}
     assert len(modes) == 2 * 4 * 2
+    assert len(result["cells"]) == 2 * len(modes) and {cell["round"] for cell in result["cells"]} == {0, 1}
     for cell in result["cells"]:
         assert cell["errors"] == 0 and cell["requests"] > 0
         # Whoever is measured (the gateway, else the direct client) and the load client each spent CPU.
@@ -42,7 +44,8 @@ def test_harness_runs_and_writes_its_results(tmp_path: Path) -> None:
             # worker each, so every request was answered whole.
             assert abs(cell["tokens"] - cell["requests"] * 8) <= 2 * cell["concurrency"] * 8
     assert len(result["ratios"]) == 4
-    for row in result["ratios"]:  # the bare server measured beside the gateway
+    for row in result["ratios"]:  # the bare server measured beside the gateway, in each of the rounds
+        assert row["rounds"] == 2 and len(row["stream_tokens_vs_direct_range"]) == 2
         assert row["bare_tokens_vs_direct"] > 0 and row["bare_cpu_vs_floor"] > 0 and row["gateway_cpu_vs_bare"] > 0
     assert result["open_streams"]["completed"] == 50 and result["open_streams"]["errors"] == 0
     assert set(result["sse_micro"]) == {"msgspec_framer", "json_dumps_dict"}
