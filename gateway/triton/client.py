@@ -17,7 +17,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeAlias
+from typing import Any, Protocol, Self
 
 import grpc
 from tritonclient.grpc import service_pb2 as pb
@@ -31,7 +31,25 @@ log = logging.getLogger(__name__)
 
 FINAL_FLAG = "triton_final_response"
 EMPTY_FINAL_FLAG = "triton_enable_empty_final_response"
-Stub: TypeAlias = pb_grpc.GRPCInferenceServiceStub
+STREAM_INFER_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
+
+
+class Stub:
+    """One channel's calls: `service`, the generated stub, and `stream_one`, ModelStreamInfer
+    called with its one request up front. On the wire that is the same call (the request
+    message, then the half-close), but gRPC sends the metadata, the message and the
+    half-close as one batch, where writing them waits three times for the event loop (metadata
+    sent, message written, half-closed) before the first read."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.service = pb_grpc.GRPCInferenceServiceStub(channel)
+        self.stream_one = channel.unary_stream(
+            STREAM_INFER_METHOD,
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelStreamInferResponse.FromString,
+        )
+
+
 KEEPALIVE_ANSWER_SECONDS = 20.0  # how long a ping may go unanswered before the connection is dropped
 
 
@@ -146,14 +164,14 @@ class TritonClient:
     async def is_ready(self, timeout: float = 2.0) -> bool:
         """True when Triton (any of them) answers ServerReady with ready=true."""
         try:
-            reply = await self._pool.stub().ServerReady(pb.ServerReadyRequest(), timeout=timeout)
+            reply = await self._pool.stub().service.ServerReady(pb.ServerReadyRequest(), timeout=timeout)
         except grpc.aio.AioRpcError:
             return False
         return bool(reply.ready)
 
     async def server_metadata(self, timeout: float = 2.0) -> pb.ServerMetadataResponse:
         """Triton's name, version and extensions (raises grpc.aio.AioRpcError when it is away)."""
-        reply: pb.ServerMetadataResponse = await self._pool.stub().ServerMetadata(
+        reply: pb.ServerMetadataResponse = await self._pool.stub().service.ServerMetadata(
             pb.ServerMetadataRequest(), timeout=timeout
         )
         return reply
@@ -166,7 +184,7 @@ class TritonClient:
 
     async def _index(self, stub: Stub, timeout: float) -> list[pb.RepositoryIndexResponse.ModelIndex]:
         try:
-            reply = await stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=False), timeout=timeout)
+            reply = await stub.service.RepositoryIndex(pb.RepositoryIndexRequest(ready=False), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, self.url) from None
         return list(reply.models)
@@ -229,7 +247,7 @@ class TritonClient:
 
     async def model_config(self, name: str, version: str = "", timeout: float = 5.0) -> pb.ModelConfig:
         try:
-            reply = await self._stub_for(name).ModelConfig(
+            reply = await self._stub_for(name).service.ModelConfig(
                 pb.ModelConfigRequest(name=name, version=version), timeout=timeout
             )
         except grpc.aio.AioRpcError as exc:
@@ -239,14 +257,14 @@ class TritonClient:
     async def load_model(self, name: str, timeout: float = 300.0) -> None:
         """Load `name` (on every Triton of the target)."""
         request = pb.RepositoryModelLoadRequest(model_name=name)
-        await self._on_every_triton(lambda stub: stub.RepositoryModelLoad(request, timeout=timeout))
+        await self._on_every_triton(lambda stub: stub.service.RepositoryModelLoad(request, timeout=timeout))
 
     async def unload_model(self, name: str, timeout: float = 60.0) -> None:
         request = pb.RepositoryModelUnloadRequest(model_name=name)
         # Said outright (it is Triton's default): an ensemble's composing models stay loaded;
         # each goes only when asked for by its own name.
         request.parameters["unload_dependents"].bool_param = False
-        await self._on_every_triton(lambda stub: stub.RepositoryModelUnload(request, timeout=timeout))
+        await self._on_every_triton(lambda stub: stub.service.RepositoryModelUnload(request, timeout=timeout))
 
     async def _on_every_triton(self, call: Callable[[Stub], Awaitable[Any]]) -> None:
         if not self._target.spread:
@@ -376,30 +394,17 @@ class InferenceStream:
         self._request = request
         self._url = url
         self._metadata = metadata or None
-        self._call: grpc.aio.StreamStreamCall | None = None
+        self._call: grpc.aio.UnaryStreamCall | None = None
         self._answered = False
         self._retries = 1
         self.finished = False
 
-    async def _open(self) -> None:
-        self._call = call = self._route.stub().ModelStreamInfer(metadata=self._metadata)
-        try:
-            await call.write(self._request)
-            await call.done_writing()
-        except grpc.aio.AioRpcError as exc:
-            call.cancel()
-            if not self._may_retry(exc.code(), exc.details()):
-                raise rpc_error(exc, self._url) from None
-            await self._open()
-        except (grpc.aio.UsageError, grpc.aio.InternalError) as exc:
-            # gRPC's own errors (an ExecuteBatchError, an InternalError, from done_writing() on
-            # a call that a killed Triton already ended) say only that the call is over: the
-            # connection is gone, which is what UNAVAILABLE means.
-            call.cancel()
-            if not self._may_retry(grpc.StatusCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}"):
-                log.warning("Triton at %s failed while a request was sent: %s: %s", self._url, type(exc).__name__, exc)
-                raise BackendUnavailable("The inference server is unavailable; try again shortly.") from None
-            await self._open()
+    def _open(self) -> None:
+        """Start the call, its request going out with it; whatever goes wrong sending it
+        comes out of the first read."""
+        if self._call is not None and not self._call.done():
+            self._call.cancel()  # a retry: the broken attempt is let go
+        self._call = self._route.stub().stream_one(self._request, metadata=self._metadata)
 
     def _may_retry(self, code: grpc.StatusCode, details: str | None) -> bool:
         if code != grpc.StatusCode.UNAVAILABLE:
@@ -412,7 +417,7 @@ class InferenceStream:
         return True
 
     async def __aenter__(self) -> Self:
-        await self._open()
+        self._open()
         return self
 
     async def __aexit__(
@@ -433,14 +438,14 @@ class InferenceStream:
             message = await self._call.read()
         except grpc.aio.AioRpcError as exc:
             if self._may_retry(exc.code(), exc.details()):
-                await self._open()
+                self._open()
                 return await self.__anext__()
             self.finished = True
             raise rpc_error(exc, self._url) from None
         except (grpc.aio.UsageError, grpc.aio.InternalError) as exc:
             # The connection went (a killed Triton): as UNAVAILABLE, sent again if nothing came yet.
             if self._may_retry(grpc.StatusCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}"):
-                await self._open()
+                self._open()
                 return await self.__anext__()
             self.finished = True
             log.warning("Triton at %s: the call broke: %s: %s", self._url, type(exc).__name__, exc)
