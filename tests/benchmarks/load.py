@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -150,9 +151,10 @@ def process_cpu(pid: int) -> tuple[float, float]:
 
 
 def own_cpu() -> tuple[float, float]:
-    """(user, system) CPU time of this process."""
-    times = os.times()
-    return times.user, times.system
+    """(user, system) CPU time of this process: getrusage's, which Linux keeps to the
+    microsecond (os.times counts clock ticks, 10 ms, more than a short cell's load client spends)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
 
 
 def peak_rss_bytes(pid: int) -> int:
