@@ -402,8 +402,7 @@ class InferenceStream:
     def _open(self) -> None:
         """Start the call, its request going out with it; whatever goes wrong sending it
         comes out of the first read."""
-        if self._call is not None and not self._call.done():
-            self._call.cancel()  # a retry: the broken attempt is let go
+        self._cancel()  # a retry: the broken attempt is let go
         self._call = self._route.stub().stream_one(self._request, metadata=self._metadata)
 
     def _may_retry(self, code: grpc.StatusCode, details: str | None) -> bool:
@@ -423,9 +422,13 @@ class InferenceStream:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._cancel()
+        self._route.ended()
+
+    def _cancel(self) -> None:
+        """Cancel the call if it is still under way (Triton passes that on to the model)."""
         if self._call is not None and not self._call.done():
             self._call.cancel()
-        self._route.ended()
 
     def __aiter__(self) -> InferenceStream:
         return self

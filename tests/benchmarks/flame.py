@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.benchmarks.load import children
+
 PY_SPY = Path(sys.executable).with_name("py-spy")
 SAMPLES_PER_SECOND = 250
 
@@ -37,12 +39,7 @@ def profiled(command: list[str], svg: Path) -> list[str]:
 def stop(profiler: subprocess.Popen[bytes], timeout: float = 60) -> None:
     """End the process py-spy runs (SIGTERM, so it shuts down as it would in service) and wait
     for py-spy to write its graph; py-spy itself is stopped only if that fails."""
-    children = Path(f"/proc/{profiler.pid}/task/{profiler.pid}/children")
-    try:
-        pids = [int(pid) for pid in children.read_text().split()]
-    except OSError:
-        pids = []
-    for pid in pids:
+    for pid in children(profiler.pid):
         os.kill(pid, signal.SIGTERM)
     try:
         profiler.wait(timeout)

@@ -258,9 +258,7 @@ async def flame_graphs(args: argparse.Namespace, triton: LocalTriton, workdir: P
 
 async def hold_open_streams(args: argparse.Namespace, gateway_url: str, gateway_pid: int) -> dict[str, Any]:
     """Open `args.open_streams` slow streams at once; all must finish without error."""
-    body = json.dumps(
-        {"model": "bench_slow", "messages": PROMPT_MESSAGES, "max_tokens": args.open_stream_tokens, "stream": True}
-    ).encode()
+    body = chat_body("bench_slow", args.open_stream_tokens, stream=True)
     connector = aiohttp.TCPConnector(limit=0)
     started = time.perf_counter()
     async with aiohttp.ClientSession(

@@ -130,12 +130,18 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def children(pid: int) -> list[int]:
+    """The processes `pid` started that are still running (none once it has gone)."""
+    with contextlib.suppress(FileNotFoundError):
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
 def process_tree(pid: int) -> list[int]:
     """`pid` and its descendants (the workers of a `--workers N` gateway)."""
     tree = [pid]
     for member in tree:
-        with contextlib.suppress(FileNotFoundError):
-            tree += [int(child) for child in Path(f"/proc/{member}/task/{member}/children").read_text().split()]
+        tree += children(member)
     return tree
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from gateway.localtriton import LocalTriton, free_port
-from tests.benchmarks.harness import BENCH_BACKEND, PROMPT_MESSAGES, model_repository, start_gateway
+from tests.benchmarks.harness import BENCH_BACKEND, chat_body, model_name, model_repository, start_gateway
 from tests.benchmarks.load import peak_rss_bytes
 
 
@@ -42,8 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def soak(args: argparse.Namespace, url: str, gateway_pid: int) -> dict[str, Any]:
-    model = "bench_" + f"{args.token_delay_ms:g}ms".replace(".", "_")
-    body = json.dumps({"model": model, "messages": PROMPT_MESSAGES, "max_tokens": args.tokens, "stream": True}).encode()
+    body = chat_body(model_name(args.token_delay_ms), args.tokens, stream=True)
     served = errors = disconnected = 0
     dropped_ids: list[str] = []
     rss_start = rss_bytes(gateway_pid)
