@@ -75,8 +75,18 @@ class ChunkFramer:
         return frame(msgspec.structs.replace(self._envelope, usage=usage))
 
 
+class EventStreamResponse(web.StreamResponse):
+    """A stream whose status line and headers leave with its first frames, in one write: one
+    send and one TCP segment fewer per stream (aiohttp's plain responses buffer them alike;
+    an aiohttp without the attribute sends them at once, as before)."""
+
+    _send_headers_immediately = False
+
+
 async def open_event_stream(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse(
+    """The event stream's response, prepared; its headers go out with the first write (an
+    empty one sends just them)."""
+    response = EventStreamResponse(
         headers={
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",

@@ -201,9 +201,10 @@ async def serve_stream(
                         unfinished -= 1
                         if not unfinished:
                             break
-                    if out:
-                        await write(b"".join(out))  # one frame: the frame itself, not a copy
-                        out.clear()
+                    # One frame: the frame itself, not a copy. Nothing to send (an empty delta)
+                    # still sends the headers on the first pass, and costs nothing after.
+                    await write(b"".join(out))
+                    out.clear()
                     try:
                         index, delta = await anext(deltas)
                     except StopAsyncIteration:
@@ -236,7 +237,7 @@ async def serve_stream(
                 out.append(formatter.failure(APIError("The gateway failed while streaming.", code="internal_error")))
             timer.cancel()  # the last frames go out whatever the clock says
             try:
-                await write(b"".join(out))
+                await response.write_eof(b"".join(out))  # with the body's end: one send
             except asyncio.CancelledError:
                 if watch.stalled:
                     _drop_stalled(request)

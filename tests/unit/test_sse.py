@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from gateway.errors import BackendError
 from gateway.generation import Delta
 from gateway.openai.chat import ChatStreamFormatter
 from gateway.openai.completions import CompletionStreamFormatter
-from gateway.sse import DONE, ChunkFramer, error_frame
+from gateway.sse import DONE, ChunkFramer, error_frame, open_event_stream
 from schemas.requests import StreamOptions
 from schemas.responses import ChatChunkChoice, ChatCompletionChunk, ChatDelta, Usage
 
@@ -67,3 +71,35 @@ def test_completion_formatter() -> None:
 
 def test_error_frame() -> None:
     assert parse(error_frame(BackendError("boom")))["error"]["message"] == "boom"
+
+
+async def test_an_event_stream_sends_its_headers_with_its_first_frames_and_its_end_with_its_last(
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient]],
+) -> None:
+    """Two frames, two sends: the headers go out with the first, the body's end with the last
+    (a response that sent its headers at once, and its end on its own, took four)."""
+    sends: list[bytes] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        transport = request.transport
+        assert transport is not None
+        write, writelines = transport.write, transport.writelines
+        transport.write = lambda data: (sends.append(bytes(data)), write(data))[1]  # type: ignore[method-assign]
+        transport.writelines = lambda chunks: (  # type: ignore[method-assign]
+            sends.append(b"".join(chunks)),
+            writelines(chunks),
+        )[1]
+        response = await open_event_stream(request)
+        await response.write(b"data: 1\n\n")
+        await response.write_eof(b"data: 2\n\n" + DONE)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    client = await aiohttp_client(app)
+    reply = await client.get("/")
+    assert reply.headers["Content-Type"] == "text/event-stream"
+    assert await reply.read() == b"data: 1\n\ndata: 2\n\n" + DONE
+    assert len(sends) == 2
+    assert sends[0].startswith(b"HTTP/1.1 200") and sends[0].endswith(b"data: 1\n\n\r\n")
+    assert sends[1].endswith(b"[DONE]\n\n\r\n0\r\n\r\n")
