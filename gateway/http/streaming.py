@@ -181,6 +181,7 @@ async def serve_stream(
         # The frames of one delta (a choice's opening, its chunk; at the end the closing
         # frames) go out in one write: one syscall and one chunk of the HTTP body.
         out: list[bytes] = []
+        headers_sent = False  # they leave with the first write, which an empty delta must still make
         try:
             try:
                 while True:
@@ -201,10 +202,10 @@ async def serve_stream(
                         unfinished -= 1
                         if not unfinished:
                             break
-                    # One frame: the frame itself, not a copy. Nothing to send (an empty delta)
-                    # still sends the headers on the first pass, and costs nothing after.
-                    await write(b"".join(out))
-                    out.clear()
+                    if out or not headers_sent:
+                        await write(b"".join(out))  # one frame: the frame itself, not a copy
+                        out.clear()
+                        headers_sent = True
                     try:
                         index, delta = await anext(deltas)
                     except StopAsyncIteration:

@@ -84,11 +84,17 @@ async def test_an_event_stream_sends_its_headers_with_its_first_frames_and_its_e
         transport = request.transport
         assert transport is not None
         write, writelines = transport.write, transport.writelines
-        transport.write = lambda data: (sends.append(bytes(data)), write(data))[1]  # type: ignore[method-assign]
-        transport.writelines = lambda chunks: (  # type: ignore[method-assign]
-            sends.append(b"".join(chunks)),
-            writelines(chunks),
-        )[1]
+
+        def counted_write(data: bytes) -> None:
+            sends.append(bytes(data))
+            write(data)
+
+        def counted_writelines(chunks: list[bytes]) -> None:
+            sends.append(b"".join(chunks))
+            writelines(chunks)
+
+        transport.write = counted_write  # type: ignore[method-assign]
+        transport.writelines = counted_writelines  # type: ignore[method-assign]
         response = await open_event_stream(request)
         await response.write(b"data: 1\n\n")
         await response.write_eof(b"data: 2\n\n" + DONE)
