@@ -33,6 +33,10 @@ class Policy:
     access: Access
     enabled: bool = True  # False: refused with 403 (an opt-in flag is off)
     disabled_hint: str = ""  # what turns it on, for the 403's message
+    # The body goes to Triton as it came, Content-Encoding and all (Triton's HTTP endpoint
+    # decompresses gzip and deflate within its own --http-max-input-size); other routes take
+    # uncompressed bodies only.
+    forwards_body: bool = False
 
 
 KSERVE_ADMIN_HINT = " Triton's admin API opens only with --enable-kserve-admin and --admin-api-key."
@@ -40,7 +44,7 @@ KSERVE_ADMIN_HINT = " Triton's admin API opens only with --enable-kserve-admin a
 
 def kserve_admin_policy(enabled: bool) -> Policy:
     """Triton's admin surface, over /v2 and the gRPC relay alike: the admin key, once opened."""
-    return Policy(ApiGroup.ADMIN, Access.ADMIN_KEY, enabled, KSERVE_ADMIN_HINT)
+    return Policy(ApiGroup.ADMIN, Access.ADMIN_KEY, enabled, KSERVE_ADMIN_HINT, forwards_body=True)
 
 
 # Paths and methods that are not declared anywhere: a key is still needed before the 404,

@@ -30,6 +30,7 @@ from gateway.http.middleware import (
     limits,
     request_context,
     response_headers,
+    uncompressed_bodies,
 )
 from gateway.http.server import serve
 from gateway.http.state import STATE, TRITON_HTTP
@@ -63,6 +64,7 @@ def create_app(settings: Settings) -> web.Application:
             cors(settings),
             errors(metrics),
             access(guard),
+            uncompressed_bodies(),
             limits(settings, metrics, capacity),
         ],
     )

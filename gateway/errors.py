@@ -81,6 +81,12 @@ class PayloadTooLarge(APIError):
     default_code = "request_too_large"
 
 
+class UnsupportedMediaType(APIError):
+    status = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_content_encoding"
+
+
 class TooManyRequests(APIError):
     status = 429
     error_type = "rate_limit_error"

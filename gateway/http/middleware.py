@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 
@@ -29,6 +29,7 @@ from gateway.errors import (
     RequestTimeout,
     ShuttingDown,
     TooManyRequests,
+    UnsupportedMediaType,
 )
 from gateway.logs import ACCESS_FIELDS, access_line, request_id_var
 from gateway.metrics import Metrics
@@ -316,6 +317,35 @@ def access(guard: AccessGuard) -> Middleware:
         return await handler(request)
 
     return middleware
+
+
+def uncompressed_bodies() -> Middleware:
+    """A compressed request body (Content-Encoding other than identity) gets a 415 before it is
+    read, except on the routes that forward bodies to Triton as they came. Inflating one here
+    would cost up to a thousand times its size in memory and event-loop time, before any size
+    limit could apply; the server never inflates bodies (gateway.http.server)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        coding = request.headers.get(hdrs.CONTENT_ENCODING)
+        policy = request[POLICY]
+        if coding is None or _is_identity(coding) or policy.forwards_body or policy.group is None:
+            return await handler(request)
+        shown = coding if len(coding) <= 40 else coding[:40] + "…"
+        error = UnsupportedMediaType(
+            f"The request body has Content-Encoding '{shown}'; the gateway takes uncompressed bodies only: "
+            "send it without that header."
+        )
+        response = error_response(error, request)
+        response.headers[hdrs.ACCEPT_ENCODING] = "identity"  # RFC 7694: the codings it does take
+        response.force_close()  # the body is left unread
+        return response
+
+    return middleware
+
+
+def _is_identity(coding: str) -> bool:
+    return all(part.strip().lower() in ("", "identity") for part in coding.split(","))
 
 
 def limits(settings: Settings, metrics: Metrics, capacity: Capacity) -> Middleware:

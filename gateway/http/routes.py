@@ -181,9 +181,9 @@ def kserve_routes(settings: Settings) -> list[Route]:
     forwarded; the admin surface (repository load takes uploaded files, i.e. code; shared
     memory exposes other requests' tensors) is refused unless explicitly opened."""
     forward = kserve.forward  # Triton's own JSON in and out (see Triton's KServe docs)
-    health_group = Policy(ApiGroup.HEALTH, Access.API_KEY)
-    repository = Policy(ApiGroup.MODEL_REPOSITORY, Access.API_KEY)
-    inference = Policy(ApiGroup.INFERENCE, Access.API_KEY)
+    health_group = Policy(ApiGroup.HEALTH, Access.API_KEY, forwards_body=True)
+    repository = Policy(ApiGroup.MODEL_REPOSITORY, Access.API_KEY, forwards_body=True)
+    inference = Policy(ApiGroup.INFERENCE, Access.API_KEY, forwards_body=True)
     admin = kserve_admin_policy(settings.enable_kserve_admin)
     routes: list[Route] = []
     # Admin paths first: /v2/models/stats would otherwise match /v2/models/{model}.

@@ -51,7 +51,7 @@ _STATUS_CODES = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERM
 def method_policy(group: ApiGroup, settings: Settings) -> Policy:
     if group is ApiGroup.ADMIN:
         return kserve_admin_policy(settings.enable_kserve_admin)
-    return Policy(group, Access.API_KEY)
+    return Policy(group, Access.API_KEY, forwards_body=True)  # messages reach Triton as they came
 
 
 def _identity(value: bytes) -> bytes:

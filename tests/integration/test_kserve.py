@@ -328,3 +328,29 @@ def test_request_timeout_covers_v2_and_the_relay(kserve_admin_gateway, triton) -
     errors = [error for error in received if error is not None]
     assert errors and errors[-1].status() == str(grpc_lib.StatusCode.DEADLINE_EXCEEDED)
     client.close()
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_infer_bodies_reach_triton_as_sent(kserve_gateway, algorithm: str) -> None:  # type: ignore[no-untyped-def]
+    """Triton's HTTP endpoint decompresses gzip and deflate bodies itself, within its own
+    --http-max-input-size: the pass-through hands them on compressed, Content-Encoding and all."""
+    url, _ = kserve_gateway
+    client = httpclient.InferenceServerClient(url)
+    inputs, expected = add_sub_inputs(httpclient)
+    result = client.infer("add_sub", inputs, headers=auth(), request_compression_algorithm=algorithm)
+    assert np.array_equal(result.as_numpy("OUTPUT0"), expected)
+
+
+def test_compressed_generate_bodies_get_tritons_own_answer(kserve_gateway) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+    import urllib.error
+    import urllib.request
+
+    url, _ = kserve_gateway
+    body = gzip.compress(json.dumps({"text_input": "Hello", "sampling_parameters": "{}"}).encode())
+    headers = {**auth(), "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    request = urllib.request.Request(f"http://{url}/v2/models/vllm_model/generate", body, headers, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 400
+    assert "only 'identity' is supported" in json.loads(refused.value.read())["error"]

@@ -24,6 +24,10 @@ def test_every_route_has_exactly_one_policy() -> None:
     assert by_path[("POST", "/v2/repository/index")] == kserve_admin_policy(enabled=False)
     assert by_path[("POST", "/v1/models/{model}/{action}")].access is Access.ADMIN_KEY
     assert by_path[("GET", "/health/live")].access is Access.OPEN
+    # Bodies go to Triton as they came on /v2 only; the gateway's own routes take them uncompressed.
+    forwarding = {path.startswith("/v2") for (_, path), policy in by_path.items() if policy.forwards_body}
+    assert forwarding == {True}
+    assert all(policy.forwards_body for (_, path), policy in by_path.items() if path.startswith("/v2"))
 
 
 def test_every_grpc_method_is_declared() -> None:
