@@ -25,12 +25,12 @@ from gateway.http.middleware import (
     SHUTDOWN,
     ShutdownState,
     access,
+    bodies,
     cors,
     errors,
     limits,
     request_context,
     response_headers,
-    uncompressed_bodies,
 )
 from gateway.http.server import serve
 from gateway.http.state import STATE, TRITON_HTTP
@@ -64,7 +64,7 @@ def create_app(settings: Settings) -> web.Application:
             cors(settings),
             errors(metrics),
             access(guard),
-            uncompressed_bodies(),
+            bodies(),
             limits(settings, metrics, capacity),
         ],
     )

@@ -13,7 +13,7 @@ import msgspec
 import numpy as np
 from aiohttp import web
 
-from gateway.errors import InvalidRequest, PayloadTooLarge, validation_error
+from gateway.errors import InvalidRequest, validation_error
 
 T = TypeVar("T")
 _ENCODER = msgspec.json.Encoder()
@@ -31,10 +31,7 @@ _STEP[[ord("]"), ord("}")]] = -1
 
 async def decode_body(request: web.Request, decoder: msgspec.json.Decoder[T]) -> T:
     """The body decoded and validated; 413 past the size limit, 400 naming the field."""
-    limit = request.client_max_size
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-    body = await request.read()
+    body = await request.read()  # a declared length past the limit was refused unread (middleware.bodies)
     if not body:
         raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_json")
     check_utf8(body)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
-from aiohttp import hdrs, web
+from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 
@@ -319,33 +319,59 @@ def access(guard: AccessGuard) -> Middleware:
     return middleware
 
 
-def uncompressed_bodies() -> Middleware:
-    """A compressed request body (Content-Encoding other than identity) gets a 415 before it is
-    read, except on the routes that forward bodies to Triton as they came. Inflating one here
-    would cost up to a thousand times its size in memory and event-loop time, before any size
-    limit could apply; the server never inflates bodies (gateway.http.server)."""
+def body_refusal(request: web.BaseRequest, policy: Policy) -> APIError | None:
+    """Why a request's body will not be taken, judged from its headers before any of it is
+    read: a declared length past --http-max-input-size (413), or a compressed body (415) on a
+    route that does not forward bodies to Triton as they came. Inflating one here would cost
+    up to a thousand times its size in memory and event-loop time before any limit applied;
+    the server never inflates bodies (gateway.http.server). None: read it."""
+    if policy.group is None:
+        return None  # no such route: a 404 or 405 follows
+    limit = request.client_max_size
+    if request.content_length is not None and request.content_length > limit:
+        return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+    coding = request.headers.get(hdrs.CONTENT_ENCODING)
+    if coding is None or policy.forwards_body or _is_identity(coding):
+        return None
+    shown = coding if len(coding) <= 40 else coding[:40] + "…"
+    return UnsupportedMediaType(
+        f"The request body has Content-Encoding '{shown}'; the gateway takes uncompressed bodies only: "
+        "send it without that header."
+    )
+
+
+def _is_identity(coding: str) -> bool:
+    return all(part.strip().lower() in ("", "identity") for part in coding.split(","))
+
+
+def bodies() -> Middleware:
+    """A body that `body_refusal` refuses is answered before it is read, and its connection
+    closed (the rest of the body is never read either)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        coding = request.headers.get(hdrs.CONTENT_ENCODING)
-        policy = request[POLICY]
-        if coding is None or _is_identity(coding) or policy.forwards_body or policy.group is None:
+        refusal = body_refusal(request, request[POLICY])
+        if refusal is None:
             return await handler(request)
-        shown = coding if len(coding) <= 40 else coding[:40] + "…"
-        error = UnsupportedMediaType(
-            f"The request body has Content-Encoding '{shown}'; the gateway takes uncompressed bodies only: "
-            "send it without that header."
-        )
-        response = error_response(error, request)
-        response.headers[hdrs.ACCEPT_ENCODING] = "identity"  # RFC 7694: the codings it does take
-        response.force_close()  # the body is left unread
+        response = error_response(refusal, request)
+        if isinstance(refusal, UnsupportedMediaType):
+            response.headers[hdrs.ACCEPT_ENCODING] = "identity"  # RFC 7694: the codings it does take
+        response.force_close()
         return response
 
     return middleware
 
 
-def _is_identity(coding: str) -> bool:
-    return all(part.strip().lower() in ("", "identity") for part in coding.split(","))
+async def continue_if_taken(request: web.Request) -> None:
+    """The routes' Expect handler: "100 Continue" only for a body that will be read, so that a
+    client about to send one too large or compressed gets its 413 or 415 at once instead
+    (aiohttp's own handler always says continue). Other expectations are ignored, which HTTP
+    allows, so every answer still comes through the middlewares."""
+    if request.version != HttpVersion11 or request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        return
+    if body_refusal(request, policy_of(request)) is None:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response's own bytes are counted from here
 
 
 def limits(settings: Settings, metrics: Metrics, capacity: Capacity) -> Middleware:

@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 from gateway.access import Access, ApiGroup, Policy, kserve_admin_policy
 from gateway.http import chat, completions, docs, embeddings, health, kserve, models, responses, tokenize
 from gateway.http import metrics as metrics_endpoint
-from gateway.http.middleware import POLICIES
+from gateway.http.middleware import POLICIES, continue_if_taken
 from gateway.openapi import openapi_document
 from gateway.settings import Settings
 from schemas.requests import (
@@ -223,7 +223,8 @@ def register(app: web.Application, routes: list[Route]) -> None:
     policies = app.setdefault(POLICIES, {})
     app.setdefault(ROUTES, []).extend(routes)
     for route in routes:
-        registered = app.router.add_route(route.method, route.path, route.handler)
+        registered = app.router.add_route(route.method, route.path, route.handler, expect_handler=continue_if_taken)
         policies[registered] = route.policy
         if route.method == "GET":  # aiohttp answers HEAD on GET routes only if asked to
-            policies[app.router.add_route("HEAD", route.path, route.handler)] = route.policy
+            head = app.router.add_route("HEAD", route.path, route.handler, expect_handler=continue_if_taken)
+            policies[head] = route.policy

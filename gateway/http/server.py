@@ -143,7 +143,7 @@ async def serve(
         access_log=None,  # the gateway writes its own access lines (gateway.access), with the request id
         shutdown_timeout=FAREWELL_SECONDS,
         # Bodies stay as sent: compressed ones are refused unread, or forwarded to Triton as
-        # they came (gateway.http.middleware.uncompressed_bodies), never inflated on the loop.
+        # they came (gateway.http.middleware.body_refusal), never inflated on the loop.
         auto_decompress=False,
     )
     listening: asyncio.Server | None = None
